@@ -1,0 +1,1 @@
+"""Storage: models, sessions, queue operations and Δm.  Imports nothing else of ours."""

@@ -1,0 +1,174 @@
+"""SQLAlchemy models: submissions, campaigns, jobs, runs, metric values, curves.
+
+Vocabulary of design.md: a submission is a stored spec; a job is one
+(submission, seed, campaign) to execute; a run is a job's outcome with its
+provenance.  This package imports nothing else of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Role(enum.StrEnum):
+    METHOD = "method"
+    BASELINE = "baseline"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.DIVERGED, JobState.CANCELLED)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(default=list)
+    benchmark: Mapped[str] = mapped_column(String(100))
+    protocol_version: Mapped[int] = mapped_column(Integer)
+    architecture: Mapped[str] = mapped_column(String(100))
+    backbone: Mapped[str] = mapped_column(String(100))
+    weighting: Mapped[str] = mapped_column(String(100))
+    optimizer: Mapped[str] = mapped_column(String(100))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    # The normalised spec (defaults written out): what the worker trains.
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    # The file as submitted, for the site's "raw" view.
+    source: Mapped[str] = mapped_column(Text, default="")
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="submission")
+
+
+class Baseline(Base):
+    """Which submission is the single-task baseline of a (benchmark, version, backbone).
+
+    Explicit, never inferred: Δm is meaningless without knowing its baseline.
+    """
+
+    __tablename__ = "baselines"
+
+    benchmark: Mapped[str] = mapped_column(String(100), primary_key=True)
+    protocol_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(100), primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("submission_id", "seed", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    seed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[JobState] = mapped_column(
+        Enum(JobState, native_enum=False, length=20), default=JobState.QUEUED, index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    submission: Mapped[Submission] = relationship(back_populates="jobs")
+    campaign: Mapped[Campaign] = relationship()
+
+
+class Run(Base):
+    """The outcome of a succeeded job, with its provenance.  One per job, at most."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    benchmark: Mapped[str] = mapped_column(String(100))
+    protocol_version: Mapped[int] = mapped_column(Integer)
+    backbone: Mapped[str] = mapped_column(String(100))
+    code_version: Mapped[str] = mapped_column(String(100))
+    torch_version: Mapped[str] = mapped_column(String(50))
+    ray_version: Mapped[str] = mapped_column(String(50))
+    python_version: Mapped[str] = mapped_column(String(50))
+    device: Mapped[str] = mapped_column(String(200))
+    wall_time_s: Mapped[float] = mapped_column(Float)
+    parameter_count: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    metric_values: Mapped[list[MetricValue]] = relationship(back_populates="run")
+
+
+class MetricValue(Base):
+    __tablename__ = "metric_values"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    # Order of the metric within its task; 0 is the task's headline metric.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    run: Mapped[Run] = relationship(back_populates="metric_values")
+
+
+class CurveValue(Base):
+    """Per-epoch training curves: mean loss and mean task weight of each task."""
+
+    __tablename__ = "curves"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+Index("ix_metric_values_task_metric", MetricValue.task, MetricValue.metric)

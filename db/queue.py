@@ -1,0 +1,216 @@
+"""Queue operations: store submissions, queue jobs, claim them, record outcomes.
+
+Every function works inside the caller's session; the caller's transaction
+decides what lands together, so a failure never leaves half-written rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Baseline,
+    Campaign,
+    CurveValue,
+    Job,
+    JobState,
+    MetricValue,
+    Role,
+    Run,
+    Submission,
+    utcnow,
+)
+
+INITIAL_CAMPAIGN = "initial"
+
+
+def store_submission(
+    session: Session,
+    *,
+    spec: Mapping[str, Any],
+    spec_hash: str,
+    source: str,
+    role: Role,
+) -> tuple[Submission, bool]:
+    """Store a normalised spec; return (submission, created).
+
+    An identical spec (same hash) returns the stored submission, created=False.
+    """
+    existing = session.scalar(select(Submission).where(Submission.spec_hash == spec_hash))
+    if existing is not None:
+        return existing, False
+    architecture = spec["architecture"]
+    submission = Submission(
+        spec_hash=spec_hash,
+        name=spec["name"],
+        description=spec.get("description", ""),
+        authors=list(spec.get("authors", [])),
+        benchmark=spec["benchmark"],
+        protocol_version=spec["protocol_version"],
+        architecture=architecture["name"],
+        backbone=architecture["backbone"],
+        weighting=spec["weighting"]["name"],
+        optimizer=spec["optimizer"]["name"],
+        role=role,
+        spec=dict(spec),
+        source=source,
+    )
+    session.add(submission)
+    session.flush()
+    return submission, True
+
+
+def campaign(session: Session, name: str = INITIAL_CAMPAIGN, reason: str = "") -> Campaign:
+    """The campaign called `name`, created if missing."""
+    found = session.scalar(select(Campaign).where(Campaign.name == name))
+    if found is None:
+        found = Campaign(name=name, reason=reason or "first evaluation of new submissions")
+        session.add(found)
+        session.flush()
+    return found
+
+
+def queue_jobs(
+    session: Session, submission: Submission, seeds: Iterable[int], in_campaign: Campaign
+) -> list[Job]:
+    """One job per seed not already queued for this submission in this campaign."""
+    have = set(
+        session.scalars(
+            select(Job.seed).where(
+                Job.submission_id == submission.id, Job.campaign_id == in_campaign.id
+            )
+        )
+    )
+    jobs = [
+        Job(submission_id=submission.id, campaign_id=in_campaign.id, seed=seed)
+        for seed in seeds
+        if seed not in have
+    ]
+    session.add_all(jobs)
+    session.flush()
+    return jobs
+
+
+def designate_baseline(session: Session, submission: Submission) -> None:
+    """Make `submission` the baseline of its (benchmark, version, backbone)."""
+    key = (submission.benchmark, submission.protocol_version, submission.backbone)
+    row = session.get(Baseline, key)
+    if row is None:
+        session.add(
+            Baseline(
+                benchmark=key[0],
+                protocol_version=key[1],
+                backbone=key[2],
+                submission_id=submission.id,
+            )
+        )
+    else:
+        row.submission_id = submission.id
+    session.flush()
+
+
+def claim_jobs(session: Session, limit: int | None = None) -> list[Job]:
+    """Mark up to `limit` queued jobs running (oldest first) and return them."""
+    query = select(Job).where(Job.state == JobState.QUEUED).order_by(Job.id)
+    if limit is not None:
+        query = query.limit(limit)
+    jobs = list(session.scalars(query.with_for_update(skip_locked=True)))
+    now = utcnow()
+    for job in jobs:
+        job.state = JobState.RUNNING
+        job.started_at = now
+        job.attempts += 1
+    session.flush()
+    return jobs
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A successful job's result, as plain data (db knows nothing of runners)."""
+
+    metrics: Mapping[str, Mapping[str, float]]
+    # {task: {metric: higher_is_better}}, each task's headline metric first.
+    directions: Mapping[str, Mapping[str, bool]]
+    curves: Sequence[tuple[int, str, str, float]]  # (epoch, task, name, value)
+    provenance: Mapping[str, Any]  # Run columns: code_version, device, wall_time_s, ...
+
+
+def record_success(session: Session, job: Job, outcome: Outcome) -> Run:
+    """Store a job's run, metrics and curves; the job becomes succeeded.
+
+    `runs.job_id` is unique, so a result can land at most once even if two
+    dispatchers race.
+    """
+    if job.state != JobState.RUNNING:
+        raise ValueError(f"job {job.id} is {job.state.value}, not running")
+    submission = job.submission
+    run = Run(
+        job_id=job.id,
+        submission_id=submission.id,
+        seed=job.seed,
+        spec_hash=submission.spec_hash,
+        benchmark=submission.benchmark,
+        protocol_version=submission.protocol_version,
+        backbone=submission.backbone,
+        **outcome.provenance,
+    )
+    session.add(run)
+    session.flush()
+    session.add_all(
+        MetricValue(
+            run_id=run.id,
+            task=task,
+            metric=metric,
+            value=float(value),
+            higher_is_better=outcome.directions[task][metric],
+            position=list(outcome.directions[task]).index(metric),
+        )
+        for task, values in outcome.metrics.items()
+        for metric, value in values.items()
+    )
+    session.add_all(
+        CurveValue(run_id=run.id, epoch=epoch, task=task, name=name, value=float(value))
+        for epoch, task, name, value in outcome.curves
+    )
+    job.state = JobState.SUCCEEDED
+    job.finished_at = utcnow()
+    job.error = None
+    session.flush()
+    return run
+
+
+def record_failure(session: Session, job: Job, state: JobState, error: str) -> None:
+    """A job that raised (failed) or whose loss was not finite (diverged)."""
+    if state not in (JobState.FAILED, JobState.DIVERGED):
+        raise ValueError(f"not a failure state: {state.value}")
+    job.state = state
+    job.error = error
+    job.finished_at = utcnow()
+    session.flush()
+
+
+def requeue_running(session: Session) -> int:
+    """Put jobs left running (by a dispatcher that stopped) back in the queue."""
+    result = session.execute(
+        update(Job).where(Job.state == JobState.RUNNING).values(state=JobState.QUEUED)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def job_counts(session: Session) -> list[tuple[int, str, str, dict[str, int]]]:
+    """(submission id, name, benchmark, {state: count}) for the status table."""
+    rows = session.execute(
+        select(Submission.id, Submission.name, Submission.benchmark, Job.state, func.count())
+        .join(Job.submission)
+        .group_by(Submission.id, Submission.name, Submission.benchmark, Job.state)
+        .order_by(Submission.id)
+    )
+    table: dict[int, tuple[int, str, str, dict[str, int]]] = {}
+    for sid, name, benchmark, state, count in rows:
+        table.setdefault(sid, (sid, name, benchmark, {}))[3][JobState(state).value] = count
+    return list(table.values())

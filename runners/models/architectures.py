@@ -1,0 +1,98 @@
+"""Architectures: how tasks share parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from runners.models.backbones import conv_bn_relu
+from runners.models.base import ARCHITECTURES, BACKBONES, MultiTaskModel
+from runners.tasks import Task
+
+HeadWidth = Annotated[int, Field(ge=4, le=256, description="channels of the task decoder")]
+
+
+class DecoderHead(nn.Module):
+    """Features at 1/stride resolution -> full-resolution prediction for one task.
+
+    Two conv stages, each followed by a 2x bilinear upsampling, then a 1x1
+    projection to the task's channels.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.refine = nn.Sequential(conv_bn_relu(in_channels, width), conv_bn_relu(width, width))
+        self.project = nn.Conv2d(width, out_channels, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.refine[0](features)
+        x = F.interpolate(x, scale_factor=self.stride // 2, mode="bilinear", align_corners=False)
+        x = self.refine[1](x)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        out: torch.Tensor = self.project(x)
+        return out
+
+
+@ARCHITECTURES.register("single-task")
+class SingleTask(MultiTaskModel):
+    """One independent network (backbone + head) per task: the STL baseline."""
+
+    single_task: ClassVar[bool] = True
+    allowed_weightings: ClassVar[frozenset[str] | None] = frozenset({"equal"})
+
+    def __init__(self, tasks: tuple[Task, ...], backbone: str, *, head_width: HeadWidth = 16):
+        super().__init__(tasks)
+        factory = BACKBONES.get(backbone)
+        self.encoders = nn.ModuleDict({t.name: factory() for t in tasks})
+        self.heads = nn.ModuleDict(
+            {
+                t.name: DecoderHead(
+                    self.encoders[t.name].out_channels,
+                    t.out_channels,
+                    head_width,
+                    self.encoders[t.name].stride,
+                )
+                for t in tasks
+            }
+        )
+
+    def forward(self, image: torch.Tensor) -> tuple[None, dict[str, torch.Tensor]]:
+        return None, {name: self.heads[name](enc(image)) for name, enc in self.encoders.items()}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return [*self.encoders[task].parameters(), *self.heads[task].parameters()]
+
+
+@ARCHITECTURES.register("hard-sharing")
+class HardSharing(MultiTaskModel):
+    """Hard parameter sharing: one shared backbone, one decoder head per task (Caruana 1997)."""
+
+    def __init__(self, tasks: tuple[Task, ...], backbone: str, *, head_width: HeadWidth = 16):
+        super().__init__(tasks)
+        self.encoder = BACKBONES.get(backbone)()
+        self.heads = nn.ModuleDict(
+            {
+                t.name: DecoderHead(
+                    self.encoder.out_channels, t.out_channels, head_width, self.encoder.stride
+                )
+                for t in tasks
+            }
+        )
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        representation = self.encoder(image)
+        return representation, {name: head(representation) for name, head in self.heads.items()}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return list(self.heads[task].parameters())

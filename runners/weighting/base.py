@@ -1,0 +1,147 @@
+"""The interface of weighting and gradient methods.
+
+A method receives one training step's graph (the per-task losses, the shared
+representation and which parameters belong to whom) and fills the `.grad` of
+every parameter; it returns the task weights it applied, for the run's curves.
+The training loop calls `backward` and nothing else, whatever the method.
+
+Two families implement it:
+
+- `LossWeighting`: a weight vector w from the losses; one backward pass of
+  sum_t w_t L_t (+ a regulariser).
+- `GradientAggregation`: a function of the T x P matrix J of per-task
+  gradients of the shared parameters (torchjd's "aggregator").  J is
+  built in 1 + (T-1)e equal-weighting steps rather than T: each task's loss is
+  differentiated only with respect to the shared representation z and its
+  own head (every head is traversed once in all), and then the T cotangents
+  dL_t/dz are pushed through the encoder.  Task-specific parameters receive
+  their own task's plain gradient.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from runners.registry import Registry
+
+
+@dataclass
+class StepGraph:
+    """What a method needs of one training step."""
+
+    losses: torch.Tensor  # (T,), attached to the graph
+    shared_representation: torch.Tensor | None
+    shared_parameters: list[nn.Parameter]
+    task_parameters: list[list[nn.Parameter]]  # in the order of `losses`
+
+
+class Weighting(nn.Module, abc.ABC):
+    """Base of every method; an nn.Module so that learnt weights are trained and saved."""
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+
+    @abc.abstractmethod
+    def backward(self, graph: StepGraph) -> torch.Tensor:
+        """Fill the gradients; return the (T,) task weights applied, detached."""
+
+    def end_epoch(self, mean_losses: torch.Tensor) -> None:
+        """Called after each epoch with the (T,) mean training losses of that epoch."""
+
+    def extra_repr(self) -> str:
+        hidden = {"num_tasks", "training"}
+        public = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in hidden}
+        return ", ".join(f"{k}={v!r}" for k, v in public.items())
+
+
+class LossWeighting(Weighting):
+    @abc.abstractmethod
+    def weights(self, losses: torch.Tensor) -> torch.Tensor:
+        """(T,) weights; may carry a graph to learnt parameters."""
+
+    def regulariser(self) -> torch.Tensor | None:
+        return None
+
+    def backward(self, graph: StepGraph) -> torch.Tensor:
+        weights = self.weights(graph.losses)
+        total = (weights * graph.losses).sum()
+        extra = self.regulariser()
+        if extra is not None:
+            total = total + extra
+        total.backward()
+        return weights.detach()
+
+
+class GradientAggregation(Weighting):
+    @abc.abstractmethod
+    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
+        """(T,) weights w such that the update direction is w @ jacobian.
+
+        Every method implemented here returns a combination of the task
+        gradients, so reporting w loses nothing.
+        """
+
+    def backward(self, graph: StepGraph) -> torch.Tensor:
+        jacobian = task_jacobian(graph)
+        weights = self.aggregate(jacobian)
+        set_flat_grad(graph.shared_parameters, weights @ jacobian)
+        return weights.detach()
+
+
+def task_jacobian(graph: StepGraph) -> torch.Tensor:
+    """(T, P) gradients of each task's loss w.r.t. the shared parameters.
+
+    Also accumulates each task's gradient into its own parameters' `.grad`.
+    """
+    shared = graph.shared_parameters
+    z = graph.shared_representation
+    num_tasks = len(graph.task_parameters)
+    rows: list[torch.Tensor] = []
+    cotangents: list[torch.Tensor] = []
+    for t, own in enumerate(graph.task_parameters):
+        # With z given, autograd stops at z: only task t's head is traversed.
+        inputs = [z] if z is not None else shared
+        grads = torch.autograd.grad(graph.losses[t], [*inputs, *own], retain_graph=True)
+        accumulate_grad(own, grads[len(inputs) :])
+        if z is not None:
+            cotangents.append(grads[0])
+        else:
+            rows.append(flatten(grads[: len(inputs)], shared))
+    for t, cotangent in enumerate(cotangents):
+        grads = torch.autograd.grad(
+            z, shared, grad_outputs=cotangent, retain_graph=t < num_tasks - 1
+        )
+        rows.append(flatten(grads, shared))
+    return torch.stack(rows)
+
+
+def flatten(grads: tuple[torch.Tensor | None, ...], params: list[nn.Parameter]) -> torch.Tensor:
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, p in zip(grads, params, strict=True)
+        ]
+    )
+
+
+def accumulate_grad(params: list[nn.Parameter], grads: tuple[torch.Tensor | None, ...]) -> None:
+    for p, g in zip(params, grads, strict=True):
+        if g is None:
+            continue
+        p.grad = g if p.grad is None else p.grad + g
+
+
+def set_flat_grad(params: list[nn.Parameter], flat: torch.Tensor) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        accumulate_grad([p], (flat[offset : offset + n].view_as(p),))
+        offset += n
+
+
+WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting")

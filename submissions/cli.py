@@ -1,0 +1,223 @@
+"""`mtlb`, the one console entry point; each verb dispatches to a package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from db.session import URL_VARIABLE, database_url, transaction
+
+app = typer.Typer(
+    help="MTL Leaderboard: submit multi-task learning methods, train them on Ray, rank them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Files = Annotated[list[Path], typer.Argument(help="spec files (YAML or JSON)", show_default=False)]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    database: Annotated[
+        str | None,
+        typer.Option(help=f"database URL (default: ${URL_VARIABLE}, else sqlite:///mtlb.sqlite)"),
+    ] = None,
+) -> None:
+    ctx.obj = database_url(database)
+
+
+@app.command("validate")
+def validate_command(files: Files) -> None:
+    """Check spec files: one line per problem naming the file and field; exit 1 on any."""
+    from submissions.submit import check_file
+
+    failed = False
+    for path in files:
+        checked = check_file(path)
+        for line in checked.lines():
+            err.print(line, markup=False)
+        if checked.spec is not None:
+            console.print(f"{path}: ok ({checked.spec.spec_hash[:12]})", markup=False)
+        failed |= bool(checked.problems)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def submit(ctx: typer.Context, files: Files) -> None:
+    """Validate specs, store them with their content hash, queue one job per protocol seed.
+
+    Nothing is stored unless every file is valid.
+    """
+    from submissions.submit import check_file, store
+
+    checked = [check_file(path) for path in files]
+    problems = [line for c in checked for line in c.lines()]
+    for line in problems:
+        err.print(line, markup=False)
+    if problems:
+        err.print(f"nothing stored: {len(problems)} problem(s)", markup=False)
+        raise typer.Exit(1)
+    with transaction(ctx.obj) as session:
+        for c in checked:
+            assert c.spec is not None
+            stored = store(session, c.spec, c.source)
+            what = "stored" if stored.created else "already submitted"
+            console.print(
+                f"{c.path}: {what} as #{stored.submission_id} {stored.name}"
+                f" ({stored.spec_hash[:12]}); {stored.jobs_queued} job(s) queued",
+                markup=False,
+            )
+
+
+@app.command()
+def baselines(
+    ctx: typer.Context,
+    benchmark: Annotated[str, typer.Argument(help="benchmark name")],
+    version: Annotated[int | None, typer.Option(help="protocol version (default: latest)")] = None,
+) -> None:
+    """Queue the single-task baselines of a benchmark (one per allowed backbone)."""
+    from runners.benchmarks import BENCHMARKS
+    from runners.registry import UnknownComponentError
+    from submissions.submit import queue_baselines
+
+    try:
+        bench = BENCHMARKS.get(benchmark)
+        bench.protocol(version or bench.latest_version)
+    except (UnknownComponentError, KeyError) as e:
+        err.print(f"error: {e.args[0]}", markup=False)
+        raise typer.Exit(1) from None
+    with transaction(ctx.obj) as session:
+        for stored in queue_baselines(session, benchmark, version):
+            console.print(
+                f"baseline #{stored.submission_id} {stored.name}: {stored.jobs_queued} job(s) queued",
+                markup=False,
+            )
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local one)")
+    ] = None,
+    max_jobs: Annotated[int | None, typer.Option(min=1, help="run at most this many jobs")] = None,
+) -> None:
+    """Execute queued jobs on Ray, writing each result as it finishes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from runners.dispatch import JobReport, run_jobs
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("jobs", total=None)
+
+        def started(count: int) -> None:
+            progress.update(bar, total=count)
+            if count == 0:
+                progress.console.print("no queued jobs")
+
+        def report(r: JobReport) -> None:
+            note = "" if r.error is None else f": {r.error.splitlines()[0]}"
+            progress.console.print(
+                f"job {r.job_id} {r.submission} seed {r.seed}: {r.state.value}{note}", markup=False
+            )
+            progress.advance(bar)
+
+        reports = run_jobs(ctx.obj, address=address, max_jobs=max_jobs, on_start=started, on_report=report)
+    bad = [r for r in reports if r.error is not None]
+    console.print(f"{len(reports) - len(bad)} succeeded, {len(bad)} failed or diverged")
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """The queue: job states per submission."""
+    from db.models import JobState
+    from db.queue import job_counts
+
+    with transaction(ctx.obj) as session:
+        rows = job_counts(session)
+    table = Table("#", "submission", "benchmark", *[s.value for s in JobState])
+    for sid, name, benchmark, counts in rows:
+        table.add_row(
+            str(sid), name, benchmark, *[str(counts.get(s.value, 0) or "") for s in JobState]
+        )
+    console.print(table)
+
+
+@app.command()
+def leaderboard(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
+    address: Annotated[str, typer.Option(help="interface to bind")] = "localhost",
+) -> None:
+    """Serve the leaderboard site (Streamlit)."""
+    spec = find_spec("leaderboard.app")
+    assert spec is not None and spec.origin is not None
+    console.print(f"leaderboard: http://{address}:{port}/", markup=False)
+    env = {**os.environ, URL_VARIABLE: ctx.obj}
+    command = [
+        sys.executable, "-m", "streamlit", "run", spec.origin,
+        "--server.headless", "true", "--server.port", str(port), "--server.address", address,
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format (for editors)."""
+    from submissions.spec import json_schema
+
+    console.print_json(json.dumps(json_schema()))
+
+
+@app.command("delta-m")
+def delta_m_command(
+    benchmark: Annotated[str, typer.Option(help="benchmark whose metric directions apply")],
+    baseline: Annotated[Path, typer.Argument(help="{task: {metric: value}} file, JSON or YAML")],
+    result: Annotated[Path, typer.Argument(help="{task: {metric: value}} file, JSON or YAML")],
+) -> None:
+    """Δm of RESULT against BASELINE in both conventions."""
+    from db.delta_m import delta_m
+    from runners.benchmarks import BENCHMARKS
+    from runners.registry import UnknownComponentError
+    from submissions.loader import SpecError, read
+
+    try:
+        directions = BENCHMARKS.get(benchmark).metric_directions
+        values = [read(path)[0] for path in (baseline, result)]
+        for path, data in zip((baseline, result), values, strict=True):
+            check_metric_file(path, data)
+        d = delta_m(values[1], values[0], directions)
+    except (UnknownComponentError, SpecError, ValueError) as e:
+        err.print(f"error: {e.args[0] if e.args else e}", markup=False)
+        raise typer.Exit(1) from None
+    console.print(f"Δm per task   (higher is better): {d.per_task:+.4f}%")
+    console.print(f"Δm per metric (drop, lower is better): {d.per_metric:+.4f}%")
+
+
+def check_metric_file(path: Path, data: dict[str, object]) -> None:
+    for task, metrics in data.items():
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{path}: {task}: expected a mapping of metric -> value")
+        for metric, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{path}: {task}.{metric}: expected a number, got {value!r}")
