@@ -33,7 +33,9 @@ class MetricColumn:
 def metric_columns(session: Session, benchmark: str, version: int) -> list[MetricColumn]:
     """Every (task, metric) reported for a benchmark version, in task order, headline first."""
     rows = session.execute(
-        select(MetricValue.task, MetricValue.metric, MetricValue.higher_is_better, MetricValue.position)
+        select(
+            MetricValue.task, MetricValue.metric, MetricValue.higher_is_better, MetricValue.position
+        )
         .join(Run, Run.id == MetricValue.run_id)
         .where(Run.benchmark == benchmark, Run.protocol_version == version)
         .distinct()
@@ -102,7 +104,9 @@ def ranking(session: Session, benchmark: str, version: int) -> list[dict[str, An
     return table
 
 
-def metric_means(session: Session, benchmark: str, version: int) -> dict[int, dict[tuple[str, str], float]]:
+def metric_means(
+    session: Session, benchmark: str, version: int
+) -> dict[int, dict[tuple[str, str], float]]:
     """{submission id: {(task, metric): mean over runs}}."""
     rows = session.execute(
         select(Run.submission_id, MetricValue.task, MetricValue.metric, func.avg(MetricValue.value))
@@ -117,7 +121,7 @@ def metric_means(session: Session, benchmark: str, version: int) -> dict[int, di
 
 
 def task_deltas(session: Session, benchmark: str, version: int) -> list[tuple[int, str, float]]:
-    """(submission id, task, mean relative gain x100): the per-task part of Δm (per-task convention)."""
+    """(submission id, task, mean relative gain x100): each task's part of Δm (per task)."""
     d = relative_deltas().subquery("d")
     rows = session.execute(
         select(d.c.submission_id, d.c.task, (100.0 * func.avg(d.c.d)).label("delta"))

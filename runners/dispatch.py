@@ -10,9 +10,10 @@ others go on.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -39,6 +40,14 @@ class JobReport:
     seed: int
     state: JobState
     error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    reports: list[JobReport] = field(default_factory=list)
+    data_s: float = 0.0  # rendering/caching benchmark data
+    ray_start_s: float = 0.0  # starting or attaching to Ray
+    training_s: float = 0.0  # first job submitted -> last result stored
 
 
 def execute(spec: dict[str, Any], seed: int, cpus: float, gpus: float) -> dict[str, Any]:
@@ -79,21 +88,25 @@ def run_jobs(
     max_jobs: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_report: Callable[[JobReport], None] | None = None,
-) -> list[JobReport]:
-    """Claim queued jobs, run them on Ray, record every outcome; return the reports."""
+) -> RunSummary:
+    """Claim queued jobs, run them on Ray, record every outcome as it arrives."""
+    summary = RunSummary()
     factory = session_factory(url)
     with factory.begin() as session:
         jobs = claim_jobs(session, max_jobs)
-        work = [
-            (job.id, job.submission.name, job.seed, dict(job.submission.spec)) for job in jobs
-        ]
+        work = [(job.id, job.submission.name, job.seed, dict(job.submission.spec)) for job in jobs]
+        started = time.perf_counter()
         if jobs:
             prepare_data(jobs)
+        summary.data_s = time.perf_counter() - started
     if on_start is not None:
         on_start(len(work))
     if not work:
-        return []
+        return summary
+    started = time.perf_counter()
     ensure_ray(address)
+    summary.ray_start_s = time.perf_counter() - started
+    started = time.perf_counter()
     code_version = provenance.code_version()
     remote = ray.remote(execute)
     pending: dict[Any, tuple[int, str, int, dict[str, Any]]] = {}
@@ -105,7 +118,6 @@ def run_jobs(
             spec, item[2], res.cpus, res.gpus
         )
         pending[ref] = item
-    reports: list[JobReport] = []
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -116,7 +128,7 @@ def run_jobs(
                 except ray.exceptions.RayError as e:  # the worker itself died
                     outcome = {"state": JobState.FAILED.value, "error": f"{type(e).__name__}: {e}"}
                 report = record(factory, job_id, name, seed, spec, outcome, code_version)
-                reports.append(report)
+                summary.reports.append(report)
                 if on_report is not None:
                     on_report(report)
     finally:
@@ -129,7 +141,8 @@ def run_jobs(
                         job.state = JobState.QUEUED
             for ref in pending:
                 ray.cancel(ref, force=True)
-    return reports
+    summary.training_s = time.perf_counter() - started
+    return summary
 
 
 def record(
@@ -170,4 +183,4 @@ def record(
     return JobReport(job_id, name, seed, state, outcome.get("error"))
 
 
-__all__ = ["JobReport", "execute", "run_jobs"]
+__all__ = ["JobReport", "RunSummary", "execute", "run_jobs"]

@@ -116,7 +116,7 @@ def train(
 
     model, weighting, optimizer, scheduler = build(spec, benchmark, protocol)
     # channels_last: 2.4x faster for this kind of network on CPU (design.md).
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = weighting.to(device)
     train_data = {k: v.to(device) for k, v in benchmark.load("train", protocol).items()}
     tasks = benchmark.tasks

@@ -102,7 +102,8 @@ def baselines(
     with transaction(ctx.obj) as session:
         for stored in queue_baselines(session, benchmark, version):
             console.print(
-                f"baseline #{stored.submission_id} {stored.name}: {stored.jobs_queued} job(s) queued",
+                f"baseline #{stored.submission_id} {stored.name}:"
+                f" {stored.jobs_queued} job(s) queued",
                 markup=False,
             )
 
@@ -114,6 +115,9 @@ def run(
         str | None, typer.Option(help="Ray cluster address (default: start a local one)")
     ] = None,
     max_jobs: Annotated[int | None, typer.Option(min=1, help="run at most this many jobs")] = None,
+    timings: Annotated[
+        Path | None, typer.Option(help="write 'ray_start_s training_s' to this file")
+    ] = None,
 ) -> None:
     """Execute queued jobs on Ray, writing each result as it finishes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -141,9 +145,17 @@ def run(
             )
             progress.advance(bar)
 
-        reports = run_jobs(ctx.obj, address=address, max_jobs=max_jobs, on_start=started, on_report=report)
-    bad = [r for r in reports if r.error is not None]
-    console.print(f"{len(reports) - len(bad)} succeeded, {len(bad)} failed or diverged")
+        summary = run_jobs(
+            ctx.obj, address=address, max_jobs=max_jobs, on_start=started, on_report=report
+        )
+    bad = [r for r in summary.reports if r.error is not None]
+    console.print(
+        f"{len(summary.reports) - len(bad)} succeeded, {len(bad)} failed or diverged"
+        f" (data {summary.data_s:.1f} s, Ray start {summary.ray_start_s:.1f} s,"
+        f" training {summary.training_s:.1f} s)"
+    )
+    if timings is not None:
+        timings.write_text(f"{summary.ray_start_s:.1f} {summary.training_s:.1f}\n")
 
 
 @app.command()

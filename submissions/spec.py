@@ -42,7 +42,7 @@ def _section(registry: Registry[Any], extra: dict[str, Any] | None = None) -> An
         params = registry.parameters(name)
         fields: dict[str, Any] = {"name": (Literal[name], ...), **(extra or {})}
         variants.append(
-            pydantic.create_model(  # type: ignore[call-overload]
+            pydantic.create_model(
                 f"{registry.kind.title()}Spec_{name.replace('-', '_')}",
                 __base__=params,
                 __doc__=(registry.get(name).__doc__ or "").strip().split("\n")[0],
@@ -69,26 +69,29 @@ SECTIONS: dict[str, Registry[Any]] = {
 def spec_model() -> type[StrictModel]:
     """The model of a whole spec file."""
     backbone = (_literal(BACKBONES.names()), Field(description="registered backbone"))
-    return pydantic.create_model(
-        "Spec",
-        __base__=StrictModel,
-        spec_version=(Literal[SPEC_VERSION], Field(description="version of the spec format")),
-        name=(
+    fields: dict[str, Any] = {
+        "spec_version": (Literal[SPEC_VERSION], Field(description="version of the spec format")),
+        "name": (
             Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")],
             ...,
         ),
-        description=(Text, ""),
-        authors=(Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)], []),
-        benchmark=(_literal(BENCHMARKS.names()), Field(description="registered benchmark")),
-        protocol_version=(
+        "description": (Text, ""),
+        "authors": (
+            Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)],
+            [],
+        ),
+        "benchmark": (_literal(BENCHMARKS.names()), Field(description="registered benchmark")),
+        "protocol_version": (
             Annotated[int, Field(ge=1, le=10_000)] | None,
             Field(None, description="protocol version; the benchmark's latest when omitted"),
         ),
-        architecture=(_section(ARCHITECTURES, {"backbone": backbone}), ...),
-        weighting=(_section(WEIGHTINGS), ...),
-        optimizer=(_section(OPTIMIZERS), ...),
-        scheduler=(_section(SCHEDULERS) | None, None),
-    )
+        "architecture": (_section(ARCHITECTURES, {"backbone": backbone}), ...),
+        "weighting": (_section(WEIGHTINGS), ...),
+        "optimizer": (_section(OPTIMIZERS), ...),
+        "scheduler": (_section(SCHEDULERS) | None, None),
+    }
+    model: type[StrictModel] = pydantic.create_model("Spec", __base__=StrictModel, **fields)
+    return model
 
 
 def json_schema() -> dict[str, Any]:
@@ -161,7 +164,8 @@ def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
             SpecError(
                 "weighting.name",
                 f"architecture {spec['architecture']['name']!r} cannot use weighting"
-                f" {spec['weighting']['name']!r} (allowed: {', '.join(sorted(arch.allowed_weightings))})",
+                f" {spec['weighting']['name']!r}"
+                f" (allowed: {', '.join(sorted(arch.allowed_weightings))})",
             )
         )
     lr = spec["optimizer"].get("lr")

@@ -18,7 +18,9 @@ def test_pipeline_trains_every_seed_and_scores_it(pipeline_db: str) -> None:
     protocol = BENCHMARKS.get("synthetic-scenes-mini").protocol(1)
     with transaction(pipeline_db) as session:
         states = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
-        assert dict(states) == {JobState.SUCCEEDED: (1 + len(PIPELINE_METHODS)) * len(protocol.seeds)}
+        assert dict(states) == {
+            JobState.SUCCEEDED: (1 + len(PIPELINE_METHODS)) * len(protocol.seeds)
+        }
         rows = ranking(session, "synthetic-scenes-mini", 1)
     assert {r["name"] for r in rows} == {"stl-small-cnn", *PIPELINE_METHODS}
     for row in rows:

@@ -41,7 +41,8 @@ def cached_split(split: str, count: int, size: int, version: int) -> dict[str, n
         # Write then rename, so that concurrent jobs never read a partial file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # numpy's stub misreads **kwargs as its allow_pickle flag.
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         Path(tmp).replace(path)
     with np.load(path) as data:
         return {k: data[k] for k in data.files}

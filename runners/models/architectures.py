@@ -46,16 +46,17 @@ class SingleTask(MultiTaskModel):
     allowed_weightings: ClassVar[frozenset[str] | None] = frozenset({"equal"})
 
     def __init__(self, tasks: tuple[Task, ...], backbone: str, *, head_width: HeadWidth = 16):
-        super().__init__(tasks)
+        super().__init__(tasks, backbone)
         factory = BACKBONES.get(backbone)
-        self.encoders = nn.ModuleDict({t.name: factory() for t in tasks})
+        encoders = {t.name: factory() for t in tasks}
+        self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict(
             {
                 t.name: DecoderHead(
-                    self.encoders[t.name].out_channels,
+                    encoders[t.name].out_channels,
                     t.out_channels,
                     head_width,
-                    self.encoders[t.name].stride,
+                    encoders[t.name].stride,
                 )
                 for t in tasks
             }
@@ -76,12 +77,13 @@ class HardSharing(MultiTaskModel):
     """Hard parameter sharing: one shared backbone, one decoder head per task (Caruana 1997)."""
 
     def __init__(self, tasks: tuple[Task, ...], backbone: str, *, head_width: HeadWidth = 16):
-        super().__init__(tasks)
-        self.encoder = BACKBONES.get(backbone)()
+        super().__init__(tasks, backbone)
+        encoder = BACKBONES.get(backbone)()
+        self.encoder = encoder
         self.heads = nn.ModuleDict(
             {
                 t.name: DecoderHead(
-                    self.encoder.out_channels, t.out_channels, head_width, self.encoder.stride
+                    encoder.out_channels, t.out_channels, head_width, encoder.stride
                 )
                 for t in tasks
             }

@@ -33,9 +33,10 @@ class MultiTaskModel(nn.Module):
     # Weighting methods this architecture can be trained with; None = all.
     allowed_weightings: ClassVar[frozenset[str] | None] = None
 
-    def __init__(self, tasks: tuple[Task, ...]) -> None:
+    def __init__(self, tasks: tuple[Task, ...], backbone: str) -> None:
         super().__init__()
         self.tasks = tasks
+        self.backbone = backbone
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -113,6 +113,7 @@ def task_jacobian(graph: StepGraph) -> torch.Tensor:
         else:
             rows.append(flatten(grads[: len(inputs)], shared))
     for t, cotangent in enumerate(cotangents):
+        assert z is not None
         grads = torch.autograd.grad(
             z, shared, grad_outputs=cotangent, retain_graph=t < num_tasks - 1
         )

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main job: set up, queue the baselines and the bundled example specs,
+# train them on a local Ray cluster into a SQLite file, serve the leaderboard.
+# Re-running it trains only what is not trained yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT=${PORT:-8501}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+t0=$(now)
+bash scripts/setup.sh
+. .venv/bin/activate
+t1=$(now)
+export MTLB_DATABASE_URL=${MTLB_DATABASE_URL:-sqlite:///$PWD/mtlb.sqlite}
+
+mtlb baselines synthetic-scenes
+mtlb submit submissions/examples/*.yaml
+mtlb run --timings .mtlb-timings
+t2=$(now)
+
+mtlb leaderboard --port "$PORT" &
+site=$!
+trap 'kill $site 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 120); do
+    curl -sf "http://localhost:$PORT/_stcore/health" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+t3=$(now)
+read -r ray_start training < .mtlb-timings
+echo
+echo "timings (s): set-up $(elapsed "$t0" "$t1"), Ray start $ray_start, training $training," \
+     "site start $(elapsed "$t2" "$t3"), total $(elapsed "$t0" "$t3")"
+echo "leaderboard: http://localhost:$PORT/   (Ctrl-C to stop)"
+wait "$site"
