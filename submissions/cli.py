@@ -166,11 +166,12 @@ def status(ctx: typer.Context) -> None:
 
     with transaction(ctx.obj) as session:
         rows = job_counts(session)
-    table = Table("#", "submission", "benchmark", *[s.value for s in JobState])
+    table = Table("#", "submission", "benchmark", "jobs")
+    for column in table.columns[1:3]:
+        column.no_wrap = True
     for sid, name, benchmark, counts in rows:
-        table.add_row(
-            str(sid), name, benchmark, *[str(counts.get(s.value, 0) or "") for s in JobState]
-        )
+        jobs = ", ".join(f"{counts[s.value]} {s.value}" for s in JobState if s.value in counts)
+        table.add_row(str(sid), name, benchmark, jobs)
     console.print(table)
 
 

@@ -32,7 +32,8 @@ COMBINATIONS = [
     (a, w)
     for a in ARCHITECTURES
     for w in WEIGHTINGS
-    if ARCHITECTURES.get(a).allowed_weightings is None or w in ARCHITECTURES.get(a).allowed_weightings
+    if ARCHITECTURES.get(a).allowed_weightings is None
+    or w in ARCHITECTURES.get(a).allowed_weightings
 ]
 
 

@@ -106,7 +106,9 @@ def test_uncertainty_loss_and_gradient() -> None:
     weights = uw.backward(StepGraph(losses, None, [], [[], []]))
     torch.testing.assert_close(weights, torch.exp(torch.tensor([-0.5, -0.5])))
     # d/ds [exp(-s) L + s] = 1 - exp(-s) L
-    torch.testing.assert_close(uw.log_variance.grad, 1 - torch.exp(torch.tensor(-0.5)) * losses.detach())
+    torch.testing.assert_close(
+        uw.log_variance.grad, 1 - torch.exp(torch.tensor(-0.5)) * losses.detach()
+    )
 
 
 def test_repr_shows_hyperparameters() -> None:
