@@ -128,8 +128,8 @@ def test_single_run_has_no_std_and_no_baseline_means_no_delta(database_url: str)
 
 
 def test_pure_function_rejects_missing_metrics_and_zero_baselines() -> None:
-    with pytest.raises(ValueError, match="result has no value for b.e2"):
+    with pytest.raises(ValueError, match=r"result has no value for b\.e2"):
         delta_m({"a": {"m1": 1.0}, "b": {"e1": 1.0}}, BASELINE_RUNS[0], DIRECTIONS)
     zero = {"a": {"m1": 0.0}, "b": {"e1": 1.0, "e2": 1.0}}
-    with pytest.raises(ValueError, match="baseline value of a.m1 is zero"):
+    with pytest.raises(ValueError, match=r"baseline value of a\.m1 is zero"):
         delta_m(METHOD_RUNS[0], zero, DIRECTIONS)
