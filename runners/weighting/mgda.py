@@ -67,9 +67,11 @@ class MGDA(GradientAggregation):
         self.iterations = iterations
 
     def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        scale = torch.ones(jacobian.shape[0], dtype=torch.float64, device=jacobian.device)
+        # The T x T Gram matrix is all the solver needs: solve it on the CPU,
+        # one device-to-host copy per step instead of a sync per iteration.
+        gram = (jacobian @ jacobian.T).double().cpu()
+        scale = torch.ones(gram.shape[0], dtype=torch.float64)
         if self.normalization == "l2":
-            scale = 1.0 / jacobian.double().norm(dim=1).clamp(min=1e-12)
-        scaled = jacobian.double() * scale[:, None]
-        weights = min_norm_weights(scaled @ scaled.T, self.iterations) * scale
-        return weights.to(jacobian.dtype)
+            scale = 1.0 / gram.diagonal().sqrt().clamp(min=1e-12)
+        weights = min_norm_weights(gram * scale[:, None] * scale[None, :], self.iterations) * scale
+        return weights.to(jacobian.device, jacobian.dtype)

@@ -22,9 +22,11 @@ def pcgrad_weights(jacobian: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     g1 <- g1 + g2 / 2 = (0.5, 0.5) and g2 <- g2 + g1 = (0, 1); the update is
     (0.5, 1.5) = 2 g1 + 1.5 g2, so w = (2, 1.5).
     """
-    gram = jacobian @ jacobian.T
+    # Only the T x T Gram matrix matters; the sequential projections run on the
+    # CPU so that a GPU step syncs once, not once per pair of tasks.
+    gram = (jacobian @ jacobian.T).double().cpu()
     num_tasks = jacobian.shape[0]
-    coefficients = torch.eye(num_tasks, dtype=jacobian.dtype, device=jacobian.device)
+    coefficients = torch.eye(num_tasks, dtype=torch.float64)
     for i in range(num_tasks):
         for j in order.tolist():
             if j == i:
@@ -33,7 +35,7 @@ def pcgrad_weights(jacobian: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
             dot = coefficients[i] @ gram[:, j]
             if dot < 0 and gram[j, j] > 0:
                 coefficients[i, j] -= dot / gram[j, j]
-    return coefficients.sum(dim=0)
+    return coefficients.sum(dim=0).to(jacobian.device, jacobian.dtype)
 
 
 @WEIGHTINGS.register("pcgrad")
