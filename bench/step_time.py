@@ -55,7 +55,7 @@ def main() -> None:
     def step(method_name: str) -> float:
         started = time.perf_counter()
         representation, outputs = model(batch["image"])
-        losses = torch.stack([t.loss(outputs[t.name], batch[t.name]) for t in tasks])
+        losses = [t.loss(outputs[t.name], batch[t.name]) for t in tasks]
         optimizer.zero_grad(set_to_none=True)
         methods[method_name].backward(StepGraph(losses, representation, shared, own))
         optimizer.step()

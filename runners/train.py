@@ -135,13 +135,16 @@ def train(
         for step in range(steps):
             index = order[step * protocol.batch_size : (step + 1) * protocol.batch_size]
             representation, outputs = model(train_data["image"][index])
-            losses = torch.stack(
-                [t.loss(outputs[t.name], train_data[t.name][index]) for t in tasks]
+            graph = StepGraph(
+                [t.loss(outputs[t.name], train_data[t.name][index]) for t in tasks],
+                representation,
+                shared,
+                own,
             )
             optimizer.zero_grad(set_to_none=True)
-            weights = weighting.backward(StepGraph(losses, representation, shared, own))
+            weights = weighting.backward(graph)
             optimizer.step()
-            loss_sum += losses.detach()
+            loss_sum += graph.losses.detach()
             weight_sum += weights
         mean_losses = loss_sum / steps
         if not bool(torch.isfinite(mean_losses).all()):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -33,10 +34,18 @@ from runners.registry import Registry
 class StepGraph:
     """What a method needs of one training step."""
 
-    losses: torch.Tensor  # (T,), attached to the graph
+    # One scalar per task, attached to the graph.  Kept apart, not stacked:
+    # differentiating one element of a stacked vector would send zero
+    # gradients through every other task's head on the way to z.
+    task_losses: list[torch.Tensor]
     shared_representation: torch.Tensor | None
     shared_parameters: list[nn.Parameter]
-    task_parameters: list[list[nn.Parameter]]  # in the order of `losses`
+    task_parameters: list[list[nn.Parameter]]  # in the order of `task_losses`
+
+    @cached_property
+    def losses(self) -> torch.Tensor:
+        """(T,) the task losses as one vector."""
+        return torch.stack(self.task_losses)
 
 
 class Weighting(nn.Module, abc.ABC):
@@ -106,7 +115,7 @@ def task_jacobian(graph: StepGraph) -> torch.Tensor:
     for t, own in enumerate(graph.task_parameters):
         # With z given, autograd stops at z: only task t's head is traversed.
         inputs = [z] if z is not None else shared
-        grads = torch.autograd.grad(graph.losses[t], [*inputs, *own], retain_graph=True)
+        grads = torch.autograd.grad(graph.task_losses[t], [*inputs, *own], retain_graph=True)
         accumulate_grad(own, grads[len(inputs) :])
         if z is not None:
             cotangents.append(grads[0])

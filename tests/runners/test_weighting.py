@@ -103,7 +103,7 @@ def test_dwa_weights_after_two_epochs() -> None:
 def test_uncertainty_loss_and_gradient() -> None:
     uw = Uncertainty(2, initial_log_variance=0.5)
     losses = torch.tensor([2.0, 3.0], requires_grad=True)
-    weights = uw.backward(StepGraph(losses, None, [], [[], []]))
+    weights = uw.backward(StepGraph(list(losses), None, [], [[], []]))
     torch.testing.assert_close(weights, torch.exp(torch.tensor([-0.5, -0.5])))
     # d/ds [exp(-s) L + s] = 1 - exp(-s) L
     torch.testing.assert_close(
@@ -128,7 +128,7 @@ class Toy(nn.Module):
 def toy_graph(model: Toy, with_representation: bool) -> StepGraph:
     x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     z = model.encoder(x)
-    losses = torch.stack([(h(z) ** 2).mean() for h in model.heads])
+    losses = [(h(z) ** 2).mean() for h in model.heads]
     return StepGraph(
         losses,
         z if with_representation else None,
@@ -146,7 +146,7 @@ def test_task_jacobian_equals_per_task_backward(with_representation: bool) -> No
     for t in range(2):
         graph = toy_graph(model, True)
         model.zero_grad()
-        graph.losses[t].backward()
+        graph.task_losses[t].backward()
         expected.append(torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()]))
         head_grads.append([p.grad.clone() for p in model.heads[t].parameters()])
     model.zero_grad(set_to_none=True)
