@@ -83,14 +83,14 @@ BENCHMARKS.register("synthetic-scenes")(
                 image_size=64,
                 train_size=1024,
                 test_size=256,
-                epochs=5,
+                epochs=10,
                 batch_size=32,
                 seeds=(0, 1, 2),
                 backbones=("small-cnn",),
                 max_lr=0.1,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
-                description="64x64, 1024 train / 256 test scenes, 5 epochs, batch 32, 3 seeds.",
+                description="64x64, 1024 train / 256 test scenes, 10 epochs, batch 32, 3 seeds.",
             )
         },
     )
