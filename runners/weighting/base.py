@@ -9,20 +9,27 @@ Two families implement it:
 
 - `LossWeighting`: a weight vector w from the losses; one backward pass of
   sum_t w_t L_t (+ a regulariser).
-- `GradientAggregation`: a function of the T x P matrix J of per-task
-  gradients of the shared parameters (torchjd's "aggregator").  J is
-  built in 1 + (T-1)e equal-weighting steps rather than T: each task's loss is
+- `GradientMethod`: a function of the T x P matrix J of per-task gradients
+  of the shared parameters (torchjd's "aggregator").  J is built in
+  1 + (T-1)e equal-weighting steps rather than T: each task's loss is
   differentiated only with respect to the shared representation z and its
   own head (every head is traversed once in all), and then the T cotangents
   dL_t/dz are pushed through the encoder.  Task-specific parameters receive
-  their own task's plain gradient.
+  their own task's plain gradient.  Most of them are a `GradientAggregation`,
+  whose update is a combination w @ J of the task gradients.
+
+A few methods need something in between (GradNorm, MGDA-UB: gradients at z
+or at one layer only) and implement `Weighting.backward` themselves.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -51,6 +58,10 @@ class StepGraph:
 class Weighting(nn.Module, abc.ABC):
     """Base of every method; an nn.Module so that learnt weights are trained and saved."""
 
+    # True for a method defined on the shared representation z (MGDA-UB): it
+    # cannot run with an architecture whose `forward` returns no z.
+    needs_representation: ClassVar[bool] = False
+
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
         self.num_tasks = num_tasks
@@ -66,6 +77,10 @@ class Weighting(nn.Module, abc.ABC):
         hidden = {"num_tasks", "training"}
         public = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in hidden}
         return ", ".join(f"{k}={v!r}" for k, v in public.items())
+
+    def __repr__(self) -> str:
+        # The method and its hyper-parameters; solver sub-modules (torchjd's) are internals.
+        return f"{type(self).__name__}({self.extra_repr()})"
 
 
 class LossWeighting(Weighting):
@@ -86,20 +101,80 @@ class LossWeighting(Weighting):
         return weights.detach()
 
 
-class GradientAggregation(Weighting):
+PROPERTIES: dict[str, str] = {
+    "permutation_invariant": "permuting the tasks (the rows of J) permutes the weights alike"
+    " and leaves the update unchanged",
+    "homogeneous": "scaling every task gradient by c > 0 scales the update by c",
+    "scale_invariant": "scaling every task gradient by c > 0 leaves the update unchanged",
+    "non_conflicting": "the update has a non-negative inner product with every task gradient",
+}
+"""What a gradient method may promise, checked by tests/runners/test_weighting_properties.py.
+
+Stochastic methods (a random order, a random mask) promise permutation
+invariance only in distribution, so they do not declare it.
+"""
+
+
+class GradientMethod(Weighting):
+    """A method that maps the per-task Jacobian J of the shared parameters to an update.
+
+    `properties` lists the keys of `PROPERTIES` that the method promises, from
+    its paper (or torchjd's documentation); the property tests hold it to them.
+    """
+
+    properties: ClassVar[frozenset[str]] = frozenset()
+
+    def jacobian(self, graph: StepGraph) -> torch.Tensor:
+        """(T, P) the matrix the method works on; the task losses' Jacobian by default."""
+        return task_jacobian(graph)
+
+    @abc.abstractmethod
+    def update(self, jacobian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P,) the update of the shared parameters and the (T,) task weights to report."""
+
+    def backward(self, graph: StepGraph) -> torch.Tensor:
+        direction, weights = self.update(self.jacobian(graph))
+        set_flat_grad(graph.shared_parameters, direction)
+        return weights.detach()
+
+
+class GradientAggregation(GradientMethod):
     @abc.abstractmethod
     def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
         """(T,) weights w such that the update direction is w @ jacobian.
 
-        Every method implemented here returns a combination of the task
-        gradients, so reporting w loses nothing.
+        The update is a combination of the task gradients, so reporting w
+        loses nothing.
         """
 
-    def backward(self, graph: StepGraph) -> torch.Tensor:
-        jacobian = task_jacobian(graph)
+    def update(self, jacobian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weights = self.aggregate(jacobian)
-        set_flat_grad(graph.shared_parameters, weights @ jacobian)
-        return weights.detach()
+        return weights @ jacobian, weights
+
+
+def gram_on_cpu(matrix: torch.Tensor) -> torch.Tensor:
+    """(T, T) float64 Gram matrix of the rows, on the CPU.
+
+    The T x T Gram matrix is all most solvers need: computing it on the
+    device and solving on the CPU costs one device-to-host copy per step
+    instead of a synchronisation per solver iteration.
+    """
+    return (matrix @ matrix.T).to("cpu", torch.float64)
+
+
+@contextmanager
+def global_rng_from(generator: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Seed torch's global RNG from `generator` for the duration, then restore it.
+
+    For library code (torchjd) that draws from the global RNG: the draws
+    become a function of the method's own seed, and the training loop's
+    random stream is left as it was.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def task_jacobian(graph: StepGraph) -> torch.Tensor:

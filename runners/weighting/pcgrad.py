@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -44,8 +44,15 @@ class PCGrad(GradientAggregation):
 
     Our implementation on the exact per-task Jacobian; the projection order
     is a random permutation drawn from a generator seeded by `seed`, so a run
-    is reproducible.
+    is reproducible.  One order serves every task in a step; the authors'
+    code and torchjd's `PCGrad` shuffle again for each task (torchjd from the
+    global RNG), which has the same distribution per task.  Its update is on
+    the scale of the sum of the gradients, like equal weighting's.
     """
+
+    # Not permutation invariant for one draw (the order is random), and it
+    # avoids conflicts only for two tasks.
+    properties: ClassVar[frozenset[str]] = frozenset({"homogeneous"})
 
     def __init__(self, num_tasks: int, *, seed: Annotated[int, Field(ge=0, le=2**31)] = 0):
         super().__init__(num_tasks)
