@@ -1,6 +1,37 @@
 """Backbones and multi-task architectures; importing this package registers them."""
 
-from runners.models import architectures, backbones
-from runners.models.base import ARCHITECTURES, BACKBONES, MultiTaskModel
+from runners.models import (
+    architectures,
+    backbones,
+    branched,
+    cross_stitch,
+    mmoe,
+    mtan,
+    pad_net,
+    resnet,
+    segnet,
+)
+from runners.models.base import (
+    ARCHITECTURES,
+    BACKBONES,
+    BackboneChoice,
+    Encoder,
+    MultiTaskModel,
+)
 
-__all__ = ["ARCHITECTURES", "BACKBONES", "MultiTaskModel", "architectures", "backbones"]
+__all__ = [
+    "ARCHITECTURES",
+    "BACKBONES",
+    "BackboneChoice",
+    "Encoder",
+    "MultiTaskModel",
+    "architectures",
+    "backbones",
+    "branched",
+    "cross_stitch",
+    "mmoe",
+    "mtan",
+    "pad_net",
+    "resnet",
+    "segnet",
+]

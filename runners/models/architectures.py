@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from runners.models.backbones import conv_bn_relu
-from runners.models.base import ARCHITECTURES, BACKBONES, MultiTaskModel
+from runners.models.base import ARCHITECTURES, BackboneChoice, Encoder, MultiTaskModel
 from runners.tasks import Task
 
 HeadWidth = Annotated[int, Field(ge=4, le=256, description="channels of the task decoder")]
@@ -19,8 +20,9 @@ HeadWidth = Annotated[int, Field(ge=4, le=256, description="channels of the task
 class DecoderHead(nn.Module):
     """Features at 1/stride resolution -> full-resolution prediction for one task.
 
-    Two conv stages, each followed by a 2x bilinear upsampling, then a 1x1
-    projection to the task's channels.
+    Two conv stages, the first followed by a (stride/2)x bilinear upsampling
+    and the second by a 2x one (none at stride 1), then a 1x1 projection to
+    the task's channels.
     """
 
     def __init__(self, in_channels: int, out_channels: int, width: int, stride: int) -> None:
@@ -31,11 +33,17 @@ class DecoderHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.refine[0](features)
-        x = F.interpolate(x, scale_factor=self.stride // 2, mode="bilinear", align_corners=False)
+        x = upsample(x, self.stride // 2)
         x = self.refine[1](x)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = upsample(x, 2 if self.stride > 1 else 1)
         out: torch.Tensor = self.project(x)
         return out
+
+
+def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    if factor <= 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
 @ARCHITECTURES.register("single-task")
@@ -43,12 +51,20 @@ class SingleTask(MultiTaskModel):
     """One independent network (backbone + head) per task: the STL baseline."""
 
     single_task: ClassVar[bool] = True
+
+    @classmethod
+    def provides_representation(
+        cls, task_names: tuple[str, ...], backbone: type[Encoder], params: Mapping[str, Any]
+    ) -> bool:
+        return False
+
     allowed_weightings: ClassVar[frozenset[str] | None] = frozenset({"equal"})
 
-    def __init__(self, tasks: tuple[Task, ...], backbone: str, *, head_width: HeadWidth = 16):
+    def __init__(
+        self, tasks: tuple[Task, ...], backbone: str | BackboneChoice, *, head_width: HeadWidth = 16
+    ):
         super().__init__(tasks, backbone)
-        factory = BACKBONES.get(backbone)
-        encoders = {t.name: factory() for t in tasks}
+        encoders = {t.name: self.backbone.build() for t in tasks}
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict(
             {
@@ -76,9 +92,11 @@ class SingleTask(MultiTaskModel):
 class HardSharing(MultiTaskModel):
     """Hard parameter sharing: one shared backbone, one decoder head per task (Caruana 1997)."""
 
-    def __init__(self, tasks: tuple[Task, ...], backbone: str, *, head_width: HeadWidth = 16):
+    def __init__(
+        self, tasks: tuple[Task, ...], backbone: str | BackboneChoice, *, head_width: HeadWidth = 16
+    ):
         super().__init__(tasks, backbone)
-        encoder = BACKBONES.get(backbone)()
+        encoder = self.backbone.build()
         self.encoder = encoder
         self.heads = nn.ModuleDict(
             {

@@ -1,9 +1,10 @@
-"""The interface every architecture implements, and the registries."""
+"""The interfaces of backbones and architectures, and their registries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -11,32 +12,168 @@ from torch import nn
 from runners.registry import Registry
 from runners.tasks import Task
 
+# What a stage leaves for a later stage of the same backbone (SegNet's max-pool
+# indices); whoever runs the stages creates it empty and copies it where a path forks.
+Memory = list[Any]
+
 
 class Encoder(nn.Module):
-    """A backbone: image (B, 3, H, W) -> features (B, out_channels, H/stride, W/stride)."""
+    """A backbone: image (B, 3, H, W) -> features (B, out_channels, H/stride, W/stride).
 
-    out_channels: int
-    stride: int
+    It is a sequence of `stages`, so that architectures that work per stage
+    (cross-stitch units, MTAN attention, branch points) can run it stage by
+    stage with `run_stage`; `stage_channels[i]` and `stage_strides[i]`
+    (relative to the input) describe the output of stage i.  Constructor
+    keyword-only arguments are the backbone's spec parameters.
+    """
+
+    num_stages: ClassVar[int]
+    # File name of the backbone's ImageNet weights in the weights folder
+    # (`runners.models.pretrained`); None: there are none.
+    weights_file: ClassVar[str | None] = None
+
+    stages: nn.ModuleList
+    stage_channels: tuple[int, ...]
+    stage_strides: tuple[int, ...]
+
+    @property
+    def out_channels(self) -> int:
+        return self.stage_channels[-1]
+
+    @property
+    def stride(self) -> int:
+        return self.stage_strides[-1]
+
+    def run_stage(self, index: int, x: torch.Tensor, memory: Memory) -> torch.Tensor:
+        """Stage `index` on the output of the stage before it."""
+        out: torch.Tensor = self.stages[index](x)
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        memory: Memory = []
+        x = image
+        for index in range(len(self.stages)):
+            x = self.run_stage(index, x, memory)
+        return x
+
+    def keep_stages(self, first: int, stop: int) -> None:
+        """Drop the stages outside [first, stop): a trunk or a branch runs only these."""
+        for index in range(len(self.stages)):
+            if not first <= index < stop:
+                self.stages[index] = nn.Identity()
+
+    def load_pretrained(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load ImageNet weights (a state dict as the weights file holds it)."""
+        raise ValueError(f"{type(self).__name__} has no pretrained weights")
+
+
+def scaled(channels: int, width_multiplier: float) -> int:
+    """A channel count times the width multiplier, at least 1."""
+    return max(1, round(channels * width_multiplier))
+
+
+BACKBONES: Registry[type[Encoder]] = Registry("backbone")
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """A backbone as a spec chooses it, and whether the protocol asks for ImageNet weights.
+
+    In a spec, `architecture.backbone` is a registered name (the backbone at
+    its defaults) or `{name: ..., <parameter>: ...}`; `canonical` is the one
+    form of each choice that the normalised spec stores, so that its content
+    hash does not depend on how the choice was written.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+
+    @classmethod
+    def from_spec(
+        cls, value: str | Mapping[str, Any], *, pretrained: bool = False
+    ) -> BackboneChoice:
+        """Parse a spec's value; the registry's parameter model checks the parameters."""
+        raw: dict[str, Any] = {}
+        if isinstance(value, str):
+            name = value
+        else:
+            name = str(value["name"])
+            raw = {k: v for k, v in value.items() if k != "name"}
+        params = dict(BACKBONES.parameters(name).model_validate(raw))
+        return cls(name, params, pretrained)
+
+    @property
+    def encoder_type(self) -> type[Encoder]:
+        return BACKBONES.get(self.name)
+
+    def canonical(self) -> str | dict[str, Any]:
+        """The name alone when every parameter has its default, else the mapping of all of them."""
+        checked = BACKBONES.parameters(self.name).model_validate(dict(self.params))
+        params = checked.model_dump(mode="json")
+        defaults = BACKBONES.parameters(self.name)().model_dump(mode="json")
+        return self.name if params == defaults else {"name": self.name, **params}
+
+    def build(self) -> Encoder:
+        """A new encoder, with ImageNet weights when the protocol asks for them."""
+        encoder = self.encoder_type(**self.params)
+        if self.pretrained:
+            from runners.models.pretrained import load_weights
+
+            encoder.load_pretrained(load_weights(self.name))
+        return encoder
 
 
 class MultiTaskModel(nn.Module):
     """Maps an image to one prediction per task.
 
-    `forward` returns the shared representation (the output of the shared
-    encoder, or None when the architecture has none) and the predictions.
-    Gradient methods use the representation to take each task's gradient
-    cheaply (see `runners.weighting.base`).
+    `forward` returns the shared representation z and the predictions.  z is
+    a tensor such that every parameter that more than one task depends on is
+    before it, and each task's own parameters after it; None when the
+    architecture has no such tensor.  Gradient methods use z to take each
+    task's gradient cheaply (see `runners.weighting.base`); without it they
+    differentiate each task's loss with respect to `shared_parameters()`.
+
+    The predictions may include auxiliary ones keyed `"<task>/aux"` (deep
+    supervision, e.g. PAD-Net's initial predictions): `training_loss` adds
+    their loss, times `auxiliary_weight`, to their task's loss.  They are not
+    evaluated.
     """
 
     # Architectures whose tasks share no parameters give the single-task baseline.
     single_task: ClassVar[bool] = False
     # Weighting methods this architecture can be trained with; None = all.
     allowed_weightings: ClassVar[frozenset[str] | None] = None
+    # Weight of an auxiliary prediction's loss in its task's training loss.
+    auxiliary_weight: float = 0.0
 
-    def __init__(self, tasks: tuple[Task, ...], backbone: str) -> None:
+    def __init__(self, tasks: tuple[Task, ...], backbone: str | BackboneChoice) -> None:
         super().__init__()
         self.tasks = tasks
+        if not isinstance(backbone, BackboneChoice):
+            backbone = BackboneChoice(backbone)
         self.backbone = backbone
+
+    @classmethod
+    def check(
+        cls, task_names: tuple[str, ...], backbone: type[Encoder], params: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Problems of (already typed and bounded) `params` with a benchmark's tasks and a backbone.
+
+        As (parameter, message) pairs.  The spec validator reports them; the
+        constructor of an architecture that overrides this raises them.
+        """
+        return []
+
+    @classmethod
+    def provides_representation(
+        cls, task_names: tuple[str, ...], backbone: type[Encoder], params: Mapping[str, Any]
+    ) -> bool:
+        """Whether `forward` returns a shared representation z with these parameters.
+
+        Methods defined on z (MGDA-UB) need it; the spec validator asks here.
+        """
+        return True
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         raise NotImplementedError
@@ -49,7 +186,19 @@ class MultiTaskModel(nn.Module):
         """Parameters that only `task`'s loss depends on."""
         raise NotImplementedError
 
+    def training_loss(
+        self, task: Task, outputs: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> torch.Tensor:
+        """`task`'s loss, plus `auxiliary_weight` times its auxiliary prediction's loss if any."""
+        loss = task.loss(outputs[task.name], target)
+        auxiliary = outputs.get(auxiliary_key(task.name))
+        if auxiliary is not None:
+            loss = loss + self.auxiliary_weight * task.loss(auxiliary, target)
+        return loss
 
-BackboneFactory = Callable[[], Encoder]
-BACKBONES: Registry[BackboneFactory] = Registry("backbone", parametrised=False)
+
+def auxiliary_key(task: str) -> str:
+    return f"{task}/aux"
+
+
 ARCHITECTURES: Registry[type[MultiTaskModel]] = Registry("architecture")
