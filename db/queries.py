@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from db.delta_m import PER_METRIC, PER_TASK, relative_deltas, submission_delta_m
-from db.models import CurveValue, Job, JobState, MetricValue, Run, Submission
+from db.delta_m import PER_METRIC, PER_TASK, relative_deltas, run_delta_m
+from db.models import Baseline, Campaign, CurveValue, Job, JobState, MetricValue, Run, Submission
+
+PENDING_STATES = (JobState.QUEUED, JobState.RUNNING)
+FAILED_STATES = (JobState.FAILED, JobState.DIVERGED)
+
+
+class DataVersion(NamedTuple):
+    """A cheap fingerprint of what the site shows, in two parts that change at different rates.
+
+    `results`: counts and maximum ids of submissions and runs, and the
+    designated baselines: it moves when a submission is stored, a result
+    lands or a baseline changes.  `jobs`: the maximum job id and the number of
+    jobs per state: it moves whenever a job is queued, claimed or finished.
+    The site reads it on every page run, uncached, and keys each cached query
+    on the part it depends on, so new results show at once and the costly
+    queries rerun only when results change.
+    """
+
+    results: tuple[Any, ...]
+    jobs: tuple[Any, ...]
+
+
+def data_version(session: Session) -> DataVersion:
+    """The current `DataVersion`: four small queries."""
+    counts = session.execute(
+        select(
+            select(func.count(Submission.id)).scalar_subquery(),
+            select(func.max(Submission.id)).scalar_subquery(),
+            select(func.count(Run.id)).scalar_subquery(),
+            select(func.max(Run.id)).scalar_subquery(),
+        )
+    ).one()
+    baselines = session.execute(
+        select(
+            Baseline.benchmark, Baseline.protocol_version, Baseline.backbone, Baseline.submission_id
+        ).order_by(Baseline.benchmark, Baseline.protocol_version, Baseline.backbone)
+    ).all()
+    states = session.execute(
+        select(Job.state, func.count()).group_by(Job.state).order_by(Job.state)
+    ).all()
+    last_job = session.scalar(select(func.max(Job.id)))
+    return DataVersion(
+        results=(tuple(counts), tuple(tuple(b) for b in baselines)),
+        jobs=(last_job, tuple((str(state), n) for state, n in states)),
+    )
 
 
 def benchmark_versions(session: Session) -> list[tuple[str, int]]:
@@ -46,27 +92,34 @@ def metric_columns(session: Session, benchmark: str, version: int) -> list[Metri
 
 
 def ranking(session: Session, benchmark: str, version: int) -> list[dict[str, Any]]:
+    """`ranking_results` with each submission's jobs pending and failed (`job_summary`)."""
+    return with_jobs(
+        ranking_results(session, benchmark, version), job_summary(session, benchmark, version)
+    )
+
+
+def ranking_results(session: Session, benchmark: str, version: int) -> list[dict[str, Any]]:
     """One row per submission of a benchmark version: identity, Δm over seeds, mean metrics, cost.
 
-    Δm columns are NULL for submissions without a trained baseline.
+    Δm per run comes from the SQL of `db.delta_m` (`run_deltas`, one pass over
+    the metric values); its mean and sample standard deviation over runs
+    (`{convention}_mean`, `{convention}_std`; the std is None for one run, both
+    None without a trained baseline) are taken here, and the runs' values are
+    kept in `run_deltas` for confidence intervals and tests.
     """
-    delta = submission_delta_m().subquery("delta")
     runs = (
         select(
             Run.submission_id,
             func.count(Run.id).label("seeds"),
             func.avg(Run.parameter_count).label("parameters"),
+            func.avg(Run.flops).label("flops"),
             func.avg(Run.wall_time_s).label("wall_time_s"),
+            func.max(Run.device).label("device"),
             func.max(Run.finished_at).label("last_result"),
         )
+        .where(Run.benchmark == benchmark, Run.protocol_version == version)
         .group_by(Run.submission_id)
         .subquery("runs")
-    )
-    jobs = (
-        select(Job.submission_id, func.count(Job.id).label("jobs"))
-        .where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-        .group_by(Job.submission_id)
-        .subquery("jobs")
     )
     rows = session.execute(
         select(
@@ -80,28 +133,81 @@ def ranking(session: Session, benchmark: str, version: int) -> list[dict[str, An
             Submission.optimizer,
             Submission.role,
             Submission.spec_hash,
+            Submission.benchmark,
+            Submission.protocol_version,
+            Submission.submitted_at,
             func.coalesce(runs.c.seeds, 0).label("seeds"),
-            func.coalesce(jobs.c.jobs, 0).label("pending_jobs"),
             runs.c.parameters,
+            runs.c.flops,
             runs.c.wall_time_s,
+            runs.c.device,
             runs.c.last_result,
-            delta.c[f"{PER_TASK}_mean"],
-            delta.c[f"{PER_TASK}_std"],
-            delta.c[f"{PER_METRIC}_mean"],
-            delta.c[f"{PER_METRIC}_std"],
-            delta.c.baseline_submission_id,
         )
         .outerjoin(runs, runs.c.submission_id == Submission.id)
-        .outerjoin(jobs, jobs.c.submission_id == Submission.id)
-        .outerjoin(delta, delta.c.submission_id == Submission.id)
         .where(Submission.benchmark == benchmark, Submission.protocol_version == version)
         .order_by(Submission.id)
     ).mappings()
     table = [dict(row) for row in rows]
     means = metric_means(session, benchmark, version)
+    per_run: dict[int, list[dict[str, Any]]] = {}
+    for delta in run_deltas(session, benchmark, version):
+        per_run.setdefault(delta["submission_id"], []).append(delta)
     for row in table:
         row["metrics"] = means.get(row["id"], {})
+        deltas = per_run.get(row["id"], [])
+        row["run_deltas"] = deltas
+        row["baseline_submission_id"] = max(
+            (d["baseline_submission_id"] for d in deltas), default=None
+        )
+        for convention in (PER_TASK, PER_METRIC):
+            mean, std = mean_std([d[convention] for d in deltas])
+            row[f"{convention}_mean"] = mean
+            row[f"{convention}_std"] = std
     return table
+
+
+def job_summary(session: Session, benchmark: str, version: int) -> dict[int, tuple[int, int]]:
+    """{submission id: (jobs queued or running, jobs failed or diverged)} of a benchmark version."""
+    rows = session.execute(
+        select(
+            Job.submission_id,
+            func.sum(case((Job.state.in_(PENDING_STATES), 1), else_=0)),
+            func.sum(case((Job.state.in_(FAILED_STATES), 1), else_=0)),
+        )
+        .join(Submission, Submission.id == Job.submission_id)
+        .where(Submission.benchmark == benchmark, Submission.protocol_version == version)
+        .group_by(Job.submission_id)
+    )
+    return {sid: (int(pending or 0), int(failed or 0)) for sid, pending, failed in rows}
+
+
+def with_jobs(
+    rows: Sequence[dict[str, Any]], summary: dict[int, tuple[int, int]]
+) -> list[dict[str, Any]]:
+    """`ranking_results` rows with `pending_jobs` and `failed_jobs` from a `job_summary`."""
+    out = []
+    for row in rows:
+        pending, failed = summary.get(row["id"], (0, 0))
+        out.append({**row, "pending_jobs": pending, "failed_jobs": failed})
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1); None for no values, std None for one.
+
+    >>> mean_std([1.0, 2.0, 6.0])
+    (3.0, 2.6457513110645907)
+    >>> mean_std([2.0]), mean_std([])
+    ((2.0, None), (None, None))
+    """
+    if not values:
+        return None, None
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n == 1:
+        return mean, None
+    # Two-pass, like db.delta_m's SQL (statistics.stdev is exact but 10x slower).
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def metric_means(
@@ -120,17 +226,55 @@ def metric_means(
     return out
 
 
-def task_deltas(session: Session, benchmark: str, version: int) -> list[tuple[int, str, float]]:
-    """(submission id, task, mean relative gain x100): each task's part of Δm (per task)."""
+def task_deltas(
+    session: Session, benchmark: str, version: int, submission_ids: Sequence[int] | None = None
+) -> list[tuple[int, str, float]]:
+    """(submission id, task, mean relative gain x100): each task's part of Δm (per task).
+
+    `submission_ids` limits the rows (and the work: the filter reaches the metric values).
+    """
     d = relative_deltas().subquery("d")
-    rows = session.execute(
+    query = (
         select(d.c.submission_id, d.c.task, (100.0 * func.avg(d.c.d)).label("delta"))
         .join(Submission, Submission.id == d.c.submission_id)
         .where(Submission.benchmark == benchmark, Submission.protocol_version == version)
         .group_by(d.c.submission_id, d.c.task)
         .order_by(d.c.submission_id, d.c.task)
     )
-    return [(sid, task, float(value)) for sid, task, value in rows]
+    if submission_ids is not None:
+        query = query.where(d.c.submission_id.in_(list(submission_ids)))
+    return [(sid, task, float(value)) for sid, task, value in session.execute(query)]
+
+
+def run_deltas(
+    session: Session, benchmark: str, version: int, submission_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Δm of every run (seed) of a benchmark version, or of one submission, in both conventions.
+
+    Rows: run_id, submission_id, seed, finished_at, per_task, per_metric,
+    baseline_submission_id; by submission, then seed.  Runs without a trained
+    baseline have no row.
+    """
+    per_run = run_delta_m().subquery("per_run")
+    query = (
+        select(
+            Run.id.label("run_id"),
+            Run.submission_id,
+            Run.seed,
+            Run.finished_at,
+            per_run.c[PER_TASK],
+            per_run.c[PER_METRIC],
+            per_run.c.baseline_submission_id,
+        )
+        .join(per_run, per_run.c.run_id == Run.id)
+        .where(Run.benchmark == benchmark, Run.protocol_version == version)
+        .order_by(Run.submission_id, Run.seed, Run.id)
+    )
+    if submission_id is not None:
+        query = query.where(Run.submission_id == submission_id)
+    result = session.execute(query)
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def submission_runs(session: Session, submission_id: int) -> list[dict[str, Any]]:
@@ -157,13 +301,15 @@ def curves(session: Session, submission_id: int) -> list[tuple[int, int, str, st
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-def jobs(session: Session) -> list[dict[str, Any]]:
-    """The queue: every job with its submission, state and error."""
-    rows = session.execute(
+def jobs(session: Session, submission_id: int | None = None) -> list[dict[str, Any]]:
+    """The queue: every job (or a submission's) with its submission, state and error."""
+    query = (
         select(
             Job.id,
+            Job.submission_id,
             Submission.name,
             Submission.benchmark,
+            Campaign.name.label("campaign"),
             Job.seed,
             Job.state,
             Job.attempts,
@@ -173,9 +319,22 @@ def jobs(session: Session) -> list[dict[str, Any]]:
             Job.finished_at,
         )
         .join(Submission, Submission.id == Job.submission_id)
+        .join(Campaign, Campaign.id == Job.campaign_id)
         .order_by(Job.id)
-    ).mappings()
-    return [dict(r) for r in rows]
+    )
+    if submission_id is not None:
+        query = query.where(Job.submission_id == submission_id)
+    return [dict(r) for r in session.execute(query).mappings()]
+
+
+def submission_index(session: Session) -> list[tuple[int, str, str, int]]:
+    """(id, name, benchmark, protocol version) of every submission, by id."""
+    rows = session.execute(
+        select(
+            Submission.id, Submission.name, Submission.benchmark, Submission.protocol_version
+        ).order_by(Submission.id)
+    )
+    return [(i, n, b, v) for i, n, b, v in rows]
 
 
 def submission(session: Session, submission_id: int) -> Submission | None:

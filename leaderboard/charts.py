@@ -9,14 +9,21 @@ import pandas as pd  # no pandas-stubs in dev deps
 import plotly.express as px
 import plotly.graph_objects as go
 
-from leaderboard.tables import DELTA_M, PARAMETERS
-from leaderboard.text import escape_plotly
+from leaderboard.tables import CI, DELTA_M, LAST_RESULT, NAME, ROLE
+from leaderboard.text import arrow, escape_plotly
+
+ROLE_COLOURS = {"method": "#1f77b4", "baseline": "#ff7f0e"}
+FRONT_COLOUR = "#2ca02c"
 
 
 def _escaped(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     out = frame.copy()
     out[column] = out[column].map(escape_plotly)
     return out
+
+
+def _delta_label(higher_is_better: bool) -> str:
+    return f"Δm (%, {arrow(higher_is_better)})"
 
 
 def task_deltas_figure(frame: pd.DataFrame) -> go.Figure:
@@ -35,17 +42,89 @@ def task_deltas_figure(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def cost_figure(frame: pd.DataFrame, higher_is_better: bool) -> go.Figure:
-    """Δm (mean ± std over seeds) against the parameter count."""
-    data = _escaped(frame, "name")
+def cost_figure(
+    frame: pd.DataFrame, cost_label: str, higher_is_better: bool, log_x: bool = False
+) -> go.Figure:
+    """Δm (mean ± 95% CI over seeds) against a cost, the Pareto front drawn as a line.
+
+    `frame` is `tables.cost_frame`'s: name, role, Δm, CI, cost, front.
+    """
+    data = _escaped(frame, NAME)
     figure = px.scatter(
         data,
-        x=PARAMETERS,
+        x="cost",
         y=DELTA_M,
-        error_y="std",
-        color="role",
-        hover_name="name",
-        labels={DELTA_M: f"Δm ({'↑' if higher_is_better else '↓'})", PARAMETERS: "parameters"},
+        error_y=CI,
+        color=ROLE,
+        color_discrete_map=ROLE_COLOURS,
+        hover_name=NAME,
+        log_x=log_x,
+        labels={DELTA_M: _delta_label(higher_is_better), "cost": cost_label, ROLE: "role"},
+    )
+    front = data[data["front"]].sort_values("cost")
+    figure.add_trace(
+        go.Scatter(
+            x=front["cost"],
+            y=front[DELTA_M],
+            mode="lines+markers",
+            line={"color": FRONT_COLOUR, "shape": "hv", "width": 2},
+            marker={"size": 12, "symbol": "circle-open", "color": FRONT_COLOUR,
+                    "line": {"width": 2}},
+            hovertext=front[NAME],
+            hoverinfo="text+x+y",
+            name="Pareto front",
+        )
+    )  # fmt: skip
+    figure.add_hline(y=0, line_color="grey", line_width=1)
+    return figure
+
+
+def timeline_figure(frame: pd.DataFrame, higher_is_better: bool) -> go.Figure:
+    """Δm of each submission at the time its last result landed, and the best method so far.
+
+    `frame` is `tables.timeline_frame`'s.
+    """
+    data = _escaped(frame, NAME)
+    figure = px.scatter(
+        data,
+        x=LAST_RESULT,
+        y=DELTA_M,
+        error_y=CI,
+        color=ROLE,
+        color_discrete_map=ROLE_COLOURS,
+        hover_name=NAME,
+        labels={DELTA_M: _delta_label(higher_is_better), LAST_RESULT: "results landed"},
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=data[LAST_RESULT],
+            y=data["best"],
+            mode="lines",
+            line={"shape": "hv", "color": FRONT_COLOUR},
+            name="best method so far",
+            connectgaps=True,
+        )
+    )
+    figure.add_hline(y=0, line_color="grey", line_width=1)
+    return figure
+
+
+def seeds_figure(frame: pd.DataFrame, higher_is_better: bool) -> go.Figure:
+    """The spread of Δm over seeds: a box and every run, per submission.
+
+    `frame` is `tables.seeds_frame`'s: submission, role, seed, Δm.
+    """
+    data = _escaped(frame, "submission")
+    figure = px.box(
+        data,
+        x="submission",
+        y=DELTA_M,
+        color=ROLE,
+        color_discrete_map=ROLE_COLOURS,
+        points="all",
+        hover_data=["seed"],
+        category_orders={"submission": list(dict.fromkeys(data["submission"]))},
+        labels={DELTA_M: _delta_label(higher_is_better), "submission": ""},
     )
     figure.add_hline(y=0, line_color="grey", line_width=1)
     return figure

@@ -1,23 +1,57 @@
 """DataFrames for the site, built from the plain rows of `db.queries`.
 
-Pure functions, no Streamlit and no database: the page (`app.py`) queries, these shape.
+Pure functions, no Streamlit and no database: the pages query, these shape.
 Submitter strings stay raw here; a DataFrame shown by `st.dataframe` renders them as text.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd  # no pandas-stubs in dev deps
 
+from db.models import FINISHED_STATES, JobState
 from db.queries import MetricColumn
-from leaderboard.text import HIGHER_IS_BETTER, format_mean_std, metric_header, seeds_text
+from leaderboard import stats
+from leaderboard.text import (
+    HIGHER_IS_BETTER,
+    first_line,
+    format_mean_std,
+    format_time,
+    metric_header,
+)
 
+ID = "id"
 RANK = "rank"
+RANK_RANGE = "possible ranks"
+NAME = "name"
+ROLE = "role"
 DELTA_M = "Δm"
+CI = "± 95% CI"
+SEEDS = "seeds"
+PENDING = "pending"
+FAILED = "failed"
 PARAMETERS = "parameters"
+FLOPS = "FLOPs"
+WALL_TIME = "wall time (s)"
+LAST_RESULT = "last result"
+PAGE = "page"
+
+IDENTITY = ["architecture", "backbone", "weighting", "optimizer"]
+COSTS = [PARAMETERS, FLOPS, WALL_TIME]
+
+# What the status filter offers; a submission can be in several.
+HAS_RESULTS = "has results"
+STATUS_PENDING = "pending"
+STATUS_FAILED = "failed"
+STATUSES = (HAS_RESULTS, STATUS_PENDING, STATUS_FAILED)
 
 Row = Mapping[str, Any]
 
@@ -30,16 +64,7 @@ def ranks(means: Sequence[float | None], higher_is_better: bool) -> list[int | N
     >>> ranks([1.0, None, 3.0, 1.0], higher_is_better=False)
     [1, None, 3, 1]
     """
-    known = [m for m in means if m is not None]
-    out: list[int | None] = []
-    for mean in means:
-        if mean is None:
-            out.append(None)
-        elif higher_is_better:
-            out.append(1 + sum(other > mean for other in known))
-        else:
-            out.append(1 + sum(other < mean for other in known))
-    return out
+    return stats.tied_ranks(means, [None] * len(means), higher_is_better)
 
 
 def display_names(rows: Iterable[Row]) -> dict[int, str]:
@@ -61,83 +86,291 @@ def headline_columns(columns: Iterable[MetricColumn]) -> list[MetricColumn]:
     return [c for c in columns if c.position == 0]
 
 
-def _mean(row: Row, convention: str) -> float | None:
+def mean(row: Row, convention: str) -> float | None:
+    """The row's mean Δm in `convention`, None without one."""
     value = row.get(f"{convention}_mean")
     return None if value is None else float(value)
 
 
+def half_width(row: Row, convention: str) -> float | None:
+    """Half-width of the 95% confidence interval of the row's mean Δm, over its seeds."""
+    runs = row.get("run_deltas")
+    n = len(runs) if runs is not None else int(row.get("seeds") or 0)
+    return stats.half_width(row.get(f"{convention}_std"), n)
+
+
+def tied(rows: Sequence[Row], convention: str) -> list[int | None]:
+    """`stats.tied_ranks` of the rows' mean Δm and confidence intervals."""
+    return stats.tied_ranks(
+        [mean(r, convention) for r in rows],
+        [half_width(r, convention) for r in rows],
+        HIGHER_IS_BETTER[convention],
+    )
+
+
 def ranked(rows: Sequence[Row], convention: str) -> list[tuple[int | None, Row]]:
-    """(rank, row) by the convention's mean Δm, best first; rows without Δm last, by id."""
-    order = ranks([_mean(row, convention) for row in rows], HIGHER_IS_BETTER[convention])
+    """(tied rank, row), best mean Δm first; rows without Δm last, by id."""
+    order = tied(rows, convention)
+    sign = -1.0 if HIGHER_IS_BETTER[convention] else 1.0
     pairs = list(zip(order, rows, strict=True))
-    return sorted(pairs, key=lambda p: (p[0] is None, p[0] or 0, p[1]["id"]))
+    return sorted(
+        pairs,
+        key=lambda p: (p[0] is None, sign * (mean(p[1], convention) or 0.0), p[1]["id"]),
+    )
+
+
+def status_of(row: Row) -> set[str]:
+    """The statuses a submission is in: has results, pending (jobs queued or running), failed.
+
+    >>> sorted(status_of({"seeds": 2, "pending_jobs": 0, "failed_jobs": 1}))
+    ['failed', 'has results']
+    """
+    found = set()
+    if row.get("seeds"):
+        found.add(HAS_RESULTS)
+    if row.get("pending_jobs"):
+        found.add(STATUS_PENDING)
+    if row.get("failed_jobs"):
+        found.add(STATUS_FAILED)
+    return found
+
+
+def submission_link(submission_id: int, params: Mapping[str, str] | None = None) -> str:
+    """Relative URL of a submission's page, with the query parameters that select it.
+
+    >>> submission_link(3, {"convention": "per metric"})
+    'submission?submission=3&convention=per+metric'
+    """
+    return "submission?" + urlencode({"submission": str(submission_id), **(params or {})})
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else round(float(value))
+
+
+def _clean(value: float | None) -> float | None:
+    """Float noise around zero made zero: the baseline's own Δm is -4e-15, shown as 0, not -0.00.
+
+    >>> _clean(-4.1e-15), _clean(-0.004), _clean(None)
+    (0.0, -0.004, None)
+    """
+    return 0.0 if value is not None and abs(value) < 1e-9 else value
+
+
+def _rank_range(bounds: tuple[int, int] | None) -> str:
+    if bounds is None:
+        return ""
+    best, worst = bounds
+    return str(best) if best == worst else f"{best}–{worst}"
 
 
 def ranking_frame(
-    rows: Sequence[Row], columns: Iterable[MetricColumn], convention: str
+    rows: Sequence[Row],
+    columns: Iterable[MetricColumn],
+    convention: str,
+    link_params: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The ranking table: one row per submission, best Δm first, headline metrics as means."""
+    """The ranking table: one row per submission, best Δm first, every metric as a mean.
+
+    `rank` is the tied rank (`stats.tied_ranks`: a method whose 95% interval
+    overlaps its tie group's leader's shares its rank); `possible ranks` the range a method
+    could take given the intervals (`stats.rank_ranges`); `Δm` the mean over
+    seeds and `± 95% CI` the half-width of its t interval.
+    """
+    columns = list(columns)
+    higher = HIGHER_IS_BETTER[convention]
+    means = [mean(r, convention) for r in rows]
+    halves = [half_width(r, convention) for r in rows]
+    tied_ranks = stats.tied_ranks(means, halves, higher)
+    ranges = stats.rank_ranges(means, halves, higher)
     names = display_names(rows)
-    headlines = headline_columns(columns)
     records = []
-    for rank, row in ranked(rows, convention):
+    for i, row in enumerate(rows):
         record: dict[str, Any] = {
-            RANK: rank,
-            "name": names[row["id"]],
-            "role": str(row["role"]),
-            "architecture": row["architecture"],
-            "backbone": row["backbone"],
-            "weighting": row["weighting"],
-            DELTA_M: format_mean_std(_mean(row, convention), row.get(f"{convention}_std")),
-            "seeds": seeds_text(row["seeds"], row["pending_jobs"]),
+            ID: row["id"],
+            RANK: tied_ranks[i],
+            RANK_RANGE: _rank_range(ranges[i]),
+            NAME: names[row["id"]],
+            ROLE: str(row["role"]),
+            **{key: row[key] for key in IDENTITY},
+            DELTA_M: _clean(means[i]),
+            CI: halves[i],
+            SEEDS: int(row["seeds"]),
+            PENDING: int(row.get("pending_jobs") or 0),
+            FAILED: int(row.get("failed_jobs") or 0),
         }
         metrics = row.get("metrics", {})
-        for c in headlines:
+        for c in columns:
             record[metric_header(c.task, c.metric, c.higher_is_better)] = metrics.get(
                 (c.task, c.metric)
             )
-        parameters = row.get("parameters")
-        record[PARAMETERS] = None if parameters is None else round(parameters)
+        record[PARAMETERS] = _int(row.get("parameters"))
+        record[FLOPS] = _int(row.get("flops"))
         wall_time = row.get("wall_time_s")
-        record["wall time (s)"] = None if wall_time is None else float(wall_time)
+        record[WALL_TIME] = None if wall_time is None else float(wall_time)
+        record[LAST_RESULT] = row.get("last_result")
+        record[PAGE] = submission_link(row["id"], link_params)
         records.append(record)
-    frame = pd.DataFrame.from_records(records, columns=_ranking_columns(headlines))
-    frame[RANK] = frame[RANK].astype("Int64")
-    frame[PARAMETERS] = frame[PARAMETERS].astype("Int64")
+    frame = pd.DataFrame.from_records(records, columns=ranking_columns(columns))
+    for column in (RANK, PARAMETERS, FLOPS):
+        frame[column] = frame[column].astype("Int64")
+    for column in (DELTA_M, CI, WALL_TIME):
+        frame[column] = frame[column].astype("float64")
+    frame[LAST_RESULT] = pd.to_datetime(frame[LAST_RESULT])
+    sign = -1.0 if higher else 1.0
+    frame["_order"] = [(m is None, sign * (m or 0.0)) for m in means]
+    frame = frame.sort_values(["_order", ID], kind="stable").drop(columns="_order")
+    return frame.reset_index(drop=True)
+
+
+def ranking_columns(columns: Iterable[MetricColumn]) -> list[str]:
+    """Every column of `ranking_frame`, in order."""
+    return [
+        ID, RANK, RANK_RANGE, NAME, ROLE, *IDENTITY, DELTA_M, CI, SEEDS, PENDING, FAILED,
+        *(metric_header(c.task, c.metric, c.higher_is_better) for c in columns),
+        *COSTS, LAST_RESULT, PAGE,
+    ]  # fmt: skip
+
+
+def default_columns(columns: Iterable[MetricColumn]) -> list[str]:
+    """The columns shown until the visitor chooses: every metric, not the bookkeeping."""
+    hidden = {ID, RANK_RANGE, "backbone", "optimizer", PENDING, FAILED, LAST_RESULT}
+    return [c for c in ranking_columns(columns) if c not in hidden]
+
+
+def directions(columns: Iterable[MetricColumn], convention: str) -> dict[str, bool]:
+    """Column -> higher is better, for the columns where one value beats another."""
+    out = {metric_header(c.task, c.metric, c.higher_is_better): c.higher_is_better for c in columns}
+    out.update({DELTA_M: HIGHER_IS_BETTER[convention], **dict.fromkeys(COSTS, False)})
+    return out
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the visitor narrowed the table to; an empty choice means every value."""
+
+    architectures: frozenset[str] = frozenset()
+    weightings: frozenset[str] = frozenset()
+    backbones: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    search: str = ""
+
+
+def matches(row: Row, filters: Filters) -> bool:
+    """Whether a submission passes the filters.
+
+    The search is case-insensitive and looks for every word of it in the name,
+    description, authors, architecture, backbone, weighting and optimizer.
+    """
+    for wanted, value in (
+        (filters.architectures, row["architecture"]),
+        (filters.weightings, row["weighting"]),
+        (filters.backbones, row["backbone"]),
+        (filters.roles, str(row["role"])),
+    ):
+        if wanted and value not in wanted:
+            return False
+    if filters.statuses and not filters.statuses & status_of(row):
+        return False
+    words = filters.search.casefold().split()
+    if words:
+        haystack = " ".join(
+            [
+                row["name"],
+                row.get("description") or "",
+                *(row.get("authors") or []),
+                *(str(row[key]) for key in IDENTITY),
+            ]
+        ).casefold()
+        return all(word in haystack for word in words)
+    return True
+
+
+def filter_frame(frame: pd.DataFrame, rows: Sequence[Row], filters: Filters) -> pd.DataFrame:
+    """The rows of `frame` (by id) whose submissions pass `filters`; ranks stay global."""
+    keep = {row["id"] for row in rows if matches(row, filters)}
+    return frame[frame[ID].isin(keep)].reset_index(drop=True)
+
+
+def sort_frame(
+    frame: pd.DataFrame, column: str, best_first: bool, better: Mapping[str, bool]
+) -> pd.DataFrame:
+    """`frame` sorted by `column`; blanks always last.
+
+    "Best first" follows the column's direction (`better`: higher is better?):
+    Δm by its convention, metrics by their arrows, costs and rank low first,
+    seeds and the last result high first, text A to Z.
+    """
+    if column == RANK:
+        ascending = True
+    elif column in better:
+        ascending = not better[column]
+    elif column in (SEEDS, LAST_RESULT):
+        ascending = False
+    else:
+        ascending = True
+    if not best_first:
+        ascending = not ascending
+    key = None
+    if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+        key = lambda s: s.astype(str).str.casefold()  # noqa: E731
+    return frame.sort_values(
+        column, ascending=ascending, na_position="last", kind="stable", key=key
+    ).reset_index(drop=True)
+
+
+def cost_frame(rows: Sequence[Row], convention: str, cost: str) -> pd.DataFrame:
+    """Δm (mean, CI half-width) against a cost, for submissions that have both.
+
+    `cost` is a ranking column (parameters, FLOPs) or `hours`: mean wall time per run / 3600.
+    `front` marks the Pareto front (`stats.pareto_front`: cheaper and better wins).
+    """
+    names = display_names(rows)
+    records = []
+    for _, row in ranked(rows, convention):
+        value = mean(row, convention)
+        x = cost_of(row, cost)
+        if value is None or x is None:
+            continue
+        records.append(
+            {
+                NAME: names[row["id"]],
+                ROLE: str(row["role"]),
+                DELTA_M: value,
+                CI: half_width(row, convention),
+                "cost": x,
+            }
+        )
+    frame = pd.DataFrame.from_records(records, columns=[NAME, ROLE, DELTA_M, CI, "cost"])
+    frame["front"] = stats.pareto_front(
+        list(frame["cost"]), list(frame[DELTA_M]), HIGHER_IS_BETTER[convention]
+    )
     return frame
 
 
-def _ranking_columns(headlines: Sequence[MetricColumn]) -> list[str]:
-    return [
-        RANK,
-        "name",
-        "role",
-        "architecture",
-        "backbone",
-        "weighting",
-        DELTA_M,
-        "seeds",
-        *(metric_header(c.task, c.metric, c.higher_is_better) for c in headlines),
-        PARAMETERS,
-        "wall time (s)",
-    ]
+HOURS = "hours"
 
 
-def cost_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
-    """Δm (mean, std) against mean parameter count, for submissions that have both."""
-    names = display_names(rows)
-    records = [
-        {
-            "name": names[row["id"]],
-            "role": str(row["role"]),
-            DELTA_M: _mean(row, convention),
-            "std": row.get(f"{convention}_std"),
-            PARAMETERS: float(row["parameters"]),
-        }
-        for _, row in ranked(rows, convention)
-        if _mean(row, convention) is not None and row.get("parameters") is not None
-    ]
-    return pd.DataFrame.from_records(records, columns=["name", "role", DELTA_M, "std", PARAMETERS])
+def cost_of(row: Row, cost: str) -> float | None:
+    """A submission's cost: mean parameters, FLOPs, or hours (mean wall time per run / 3600)."""
+    key = {PARAMETERS: "parameters", FLOPS: "flops", HOURS: "wall_time_s"}[cost]
+    value = row.get(key)
+    if value is None:
+        return None
+    return float(value) / 3600.0 if cost == HOURS else float(value)
+
+
+def hours_label(rows: Iterable[Row]) -> str:
+    """'GPU-hours' when any run used a GPU, else 'CPU-hours' (runs record their device).
+
+    >>> hours_label([{"device": "cpu (x86_64, 1 threads)"}, {"device": None}])
+    'CPU-hours'
+    >>> hours_label([{"device": "NVIDIA H100 80GB HBM3"}])
+    'GPU-hours'
+    """
+    devices = [str(row.get("device")) for row in rows if row.get("device")]
+    return "GPU-hours" if any(not d.startswith("cpu") for d in devices) else "CPU-hours"
 
 
 def task_delta_frame(
@@ -156,9 +389,52 @@ def task_delta_frame(
     return frame.reset_index(drop=True)
 
 
+def seeds_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
+    """Δm of every run (seed), one row each, submissions in ranking order."""
+    names = display_names(rows)
+    records = [
+        {
+            "submission": names[row["id"]],
+            ROLE: str(row["role"]),
+            "seed": run["seed"],
+            DELTA_M: float(run[convention]),
+        }
+        for _, row in ranked(rows, convention)
+        for run in row.get("run_deltas", [])
+        if run.get(convention) is not None
+    ]
+    return pd.DataFrame.from_records(records, columns=["submission", ROLE, "seed", DELTA_M])
+
+
+def timeline_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
+    """When each submission's results landed (its last run) and its Δm, oldest first.
+
+    `best` is the best Δm of the methods landed so far (the state of the art over time).
+    """
+    names = display_names(rows)
+    higher = HIGHER_IS_BETTER[convention]
+    records = [
+        {
+            NAME: names[row["id"]],
+            ROLE: str(row["role"]),
+            LAST_RESULT: row["last_result"],
+            DELTA_M: mean(row, convention),
+            CI: half_width(row, convention),
+        }
+        for row in rows
+        if mean(row, convention) is not None and row.get("last_result") is not None
+    ]
+    frame = pd.DataFrame.from_records(records, columns=[NAME, ROLE, LAST_RESULT, DELTA_M, CI])
+    frame = frame.sort_values([LAST_RESULT, NAME], kind="stable").reset_index(drop=True)
+    methods = frame[DELTA_M].where(frame[ROLE] == "method")
+    frame["best"] = methods.cummax() if higher else methods.cummin()
+    return frame
+
+
 PROVENANCE = {
     "parameter_count": PARAMETERS,
-    "wall_time_s": "wall time (s)",
+    "flops": FLOPS,
+    "wall_time_s": WALL_TIME,
     "device": "device",
     "code_version": "code version",
     "protocol_version": "protocol version",
@@ -171,21 +447,35 @@ PROVENANCE = {
 }
 
 
-def runs_frame(runs: Iterable[Row], columns: Iterable[MetricColumn]) -> pd.DataFrame:
-    """One row per run (seed): every metric, then cost and provenance."""
+def runs_frame(
+    runs: Iterable[Row],
+    columns: Iterable[MetricColumn],
+    deltas: Iterable[Row] = (),
+) -> pd.DataFrame:
+    """One row per run (seed): Δm in both conventions, every metric, then cost and provenance."""
     headers = [(c, metric_header(c.task, c.metric, c.higher_is_better)) for c in columns]
+    by_run = {d["run_id"]: d for d in deltas}
+    delta_headers = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
     records = []
     for run in runs:
         record: dict[str, Any] = {"seed": run["seed"]}
+        delta = by_run.get(run["id"], {}) if "id" in run else {}
+        for key, header in delta_headers.items():
+            record[header] = delta.get(key)
         metrics = run.get("metrics", {})
         for c, header in headers:
             record[header] = metrics.get((c.task, c.metric))
         for key, header in PROVENANCE.items():
             record[header] = run.get(key)
         records.append(record)
-    return pd.DataFrame.from_records(
-        records, columns=["seed", *(h for _, h in headers), *PROVENANCE.values()]
+    frame = pd.DataFrame.from_records(
+        records,
+        columns=["seed", *delta_headers.values(), *(h for _, h in headers), *PROVENANCE.values()],
     )
+    for header in delta_headers.values():
+        frame[header] = frame[header].astype("float64")
+    frame[FLOPS] = frame[FLOPS].astype("Int64")
+    return frame
 
 
 def curves_frame(curves: Iterable[tuple[int, int, str, str, float]]) -> pd.DataFrame:
@@ -206,11 +496,256 @@ def facts_frame(row: Row) -> pd.DataFrame:
     """The submission's identity as two columns (field, value)."""
     fields = {
         "role": str(row["role"]),
+        "benchmark": f"{row.get('benchmark', '')} v{row.get('protocol_version', '')}",
         "architecture": row["architecture"],
         "backbone": row["backbone"],
         "weighting": row["weighting"],
         "optimizer": row["optimizer"],
-        "seeds": seeds_text(row["seeds"], row["pending_jobs"]),
-        "last result": "" if row.get("last_result") is None else str(row["last_result"]),
+        "seeds": seeds_text(row),
+        "submitted at": _text(row.get("submitted_at")),
+        "last result": _text(row.get("last_result")),
+        "spec hash": row.get("spec_hash", ""),
     }
     return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
+
+
+def provenance_frame(row: Row, runs: Sequence[Row], names: Mapping[int, str]) -> pd.DataFrame:
+    """Where the results came from: the baseline Δm used, then each provenance field's values.
+
+    A field whose runs disagree (say, two code versions) lists every value.
+    """
+    baseline = row.get("baseline_submission_id")
+    fields: dict[str, str] = {
+        "Δm baseline": "none trained yet"
+        if baseline is None
+        else f"{names.get(baseline, '')} (#{baseline})",
+        "runs": str(len(runs)),
+    }
+    for key, label in (
+        ("code_version", "code version"),
+        ("protocol_version", "protocol version"),
+        ("torch_version", "torch"),
+        ("ray_version", "ray"),
+        ("python_version", "python"),
+        ("device", "device"),
+    ):
+        fields[label] = ", ".join(sorted({str(run[key]) for run in runs if run.get(key)}))
+    finished = sorted(run["finished_at"] for run in runs if run.get("finished_at"))
+    fields["first result"] = _text(finished[0]) if finished else ""
+    fields["last result"] = _text(finished[-1]) if finished else ""
+    return pd.DataFrame({"field": list(fields), "value": list(fields.values())})
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return format_time(value)
+    return "" if value is None else str(value)
+
+
+def seeds_text(row: Row) -> str:
+    """Seeds done, with the jobs pending or failed when there are any.
+
+    >>> seeds_text({"seeds": 1, "pending_jobs": 2, "failed_jobs": 1})
+    '1 (+2 pending, 1 failed)'
+    >>> seeds_text({"seeds": 3, "pending_jobs": 0})
+    '3'
+    """
+    extra = []
+    if row.get("pending_jobs"):
+        extra.append(f"+{row['pending_jobs']} pending")
+    if row.get("failed_jobs"):
+        extra.append(f"{row['failed_jobs']} failed")
+    return f"{row['seeds']} ({', '.join(extra)})" if extra else str(row["seeds"])
+
+
+def spec_frame(spec: Mapping[str, Any]) -> pd.DataFrame:
+    """The normalised spec flattened to (field, value) rows: `architecture.backbone`, ...
+
+    >>> spec_frame({"name": "x", "optimizer": {"name": "adam", "lr": 0.001}}).values.tolist()
+    [['name', 'x'], ['optimizer.name', 'adam'], ['optimizer.lr', '0.001']]
+    """
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        elif isinstance(value, list):
+            rows.append((prefix, ", ".join(str(v) for v in value)))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            rows.append((prefix, "" if value is None else text))
+
+    walk("", dict(spec))
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def jobs_frame(jobs: Iterable[Row], states: Iterable[str] | None = None) -> pd.DataFrame:
+    """The queue as a table, newest job first; `states` keeps only those states.
+
+    `reason` is the first line of a failed job's error; the page shows the rest.
+    """
+    wanted = None if states is None else {str(s) for s in states}
+    records = [
+        {
+            "job": job["id"],
+            "submission": job["name"],
+            "benchmark": job["benchmark"],
+            "campaign": job.get("campaign", ""),
+            "seed": job["seed"],
+            "state": str(job["state"]),
+            "attempts": job["attempts"],
+            "created": job["created_at"],
+            "started": job["started_at"],
+            "finished": job["finished_at"],
+            "reason": first_line(job.get("error") or ""),
+        }
+        for job in jobs
+        if wanted is None or str(job["state"]) in wanted
+    ]
+    columns = ["job", "submission", "benchmark", "campaign", "seed", "state", "attempts",
+               "created", "started", "finished", "reason"]  # fmt: skip
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    return frame.sort_values("job", ascending=False).reset_index(drop=True)
+
+
+def state_counts(jobs: Iterable[Row]) -> dict[str, int]:
+    """Jobs per state, every state listed (zero when none), in lifecycle order."""
+    counts = Counter(str(job["state"]) for job in jobs)
+    return {state.value: counts.get(state.value, 0) for state in JobState}
+
+
+def failure_reasons(jobs: Iterable[Row]) -> pd.DataFrame:
+    """Failed and diverged jobs grouped by the first line of their error, most frequent first."""
+    failed = {JobState.FAILED.value, JobState.DIVERGED.value}
+    counts = Counter(
+        (str(job["state"]), first_line(job.get("error") or ""))
+        for job in jobs
+        if str(job["state"]) in failed
+    )
+    frame = pd.DataFrame(
+        [(state, reason, n) for (state, reason), n in counts.items()],
+        columns=["state", "reason", "jobs"],
+    )
+    return frame.sort_values(["jobs", "reason"], ascending=[False, True]).reset_index(drop=True)
+
+
+FINISHED = frozenset(s.value for s in FINISHED_STATES)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Values of one quantity over a submission's seeds."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / self.n if self.values else None
+
+    @property
+    def half_width(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = sum(self.values) / self.n
+        std = math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+        return stats.half_width(std, self.n)
+
+
+def samples(
+    runs: Sequence[Row], deltas: Sequence[Row], columns: Iterable[MetricColumn]
+) -> dict[str, Sample]:
+    """Per quantity (Δm in each convention, then every metric): its values over the runs."""
+    out = {
+        "Δm per task ↑": Sample(tuple(float(d["per_task"]) for d in deltas)),
+        "Δm per metric ↓": Sample(tuple(float(d["per_metric"]) for d in deltas)),
+    }
+    for c in columns:
+        values = tuple(
+            float(run["metrics"][(c.task, c.metric)])
+            for run in runs
+            if (c.task, c.metric) in run.get("metrics", {})
+        )
+        out[metric_header(c.task, c.metric, c.higher_is_better)] = Sample(values)
+    return out
+
+
+def comparison_frames(
+    names: Sequence[str],
+    samples_by_submission: Sequence[Mapping[str, Sample]],
+    better: Mapping[str, bool],
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Submissions side by side, and each one's differences from the first, with Welch's test.
+
+    The first table has one row per quantity and, per submission, 'mean ± half-width (n)'.
+    The second has one row per (quantity, submission other than the first): the
+    difference of means (other - first), Welch's t, df and two-sided p, and a verdict:
+    'better' or 'worse' (by the quantity's direction) when p < alpha, else
+    'no significant difference'; 'not testable' with fewer than two seeds on a side or
+    no variance at all.
+    """
+    quantities = list(dict.fromkeys(q for s in samples_by_submission for q in s))
+    side = pd.DataFrame({"quantity": quantities})
+    for name, found in zip(names, samples_by_submission, strict=True):
+        side[name] = [_summary(q, found.get(q)) for q in quantities]
+    records = []
+    reference = samples_by_submission[0]
+    for name, found in zip(names[1:], samples_by_submission[1:], strict=True):
+        for q in quantities:
+            a, b = found.get(q), reference.get(q)
+            if a is None or b is None or not a.n or not b.n:
+                continue
+            test = stats.welch(a.values, b.values)
+            records.append(
+                {
+                    "quantity": q,
+                    "submission": name,
+                    f"difference vs {names[0]}": test.difference,
+                    "t": test.t,
+                    "df": test.df,
+                    "p (Welch)": test.p,
+                    f"verdict vs {names[0]}": verdict(test, better.get(q), alpha),
+                }
+            )
+    columns = ["quantity", "submission", f"difference vs {names[0]}", "t", "df", "p (Welch)",
+               f"verdict vs {names[0]}"]  # fmt: skip
+    return side, pd.DataFrame.from_records(records, columns=columns)
+
+
+def _summary(quantity: str, sample: Sample | None) -> str:
+    """'mean ± half-width (n=…)': Δm in signed percent, metrics to 4 significant digits."""
+    if sample is None or sample.mean is None:
+        return ""
+    half = sample.half_width
+    if quantity.startswith(DELTA_M):
+        text = format_mean_std(sample.mean, half)
+    else:
+        text = f"{sample.mean:.4g}" + ("" if half is None else f" ± {half:.2g}")
+    return f"{text} (n={sample.n})"
+
+
+def verdict(test: stats.Welch, higher_is_better: bool | None, alpha: float = 0.05) -> str:
+    """The statement the comparison table makes about one difference.
+
+    >>> verdict(stats.welch([4, 5, 6], [1, 2, 3]), True)
+    'better (p = 0.021 < 0.05)'
+    >>> verdict(stats.welch([4, 5, 6], [1, 2, 3]), False)
+    'worse (p = 0.021 < 0.05)'
+    >>> verdict(stats.welch([1, 2, 3], [1, 2, 4]), True)
+    'no significant difference (p = 0.77)'
+    >>> verdict(stats.welch([1], [1, 2]), True)
+    'not testable (needs ≥ 2 seeds each and some variance)'
+    """
+    if math.isnan(test.p):
+        return "not testable (needs ≥ 2 seeds each and some variance)"
+    if test.p >= alpha:
+        return f"no significant difference (p = {test.p:.2g})"
+    if higher_is_better is None:
+        return f"different (p = {test.p:.2g} < {alpha:g})"
+    good = (test.difference > 0) == higher_is_better
+    return f"{'better' if good else 'worse'} (p = {test.p:.2g} < {alpha:g})"

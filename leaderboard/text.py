@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from datetime import UTC, datetime
 
 from db.delta_m import PER_METRIC, PER_TASK
 
@@ -81,10 +82,24 @@ def format_mean_std(mean: float | None, std: float | None, digits: int = 2) -> s
     return text
 
 
-def seeds_text(seeds: int, pending_jobs: int) -> str:
-    """Seeds done, with the queued or running jobs when there are any.
+def first_line(text: str, limit: int = 200) -> str:
+    r"""The first non-blank line of `text`, cut to `limit` characters (an error's summary).
 
-    >>> seeds_text(3, 0), seeds_text(1, 2)
-    ('3', '1 (+2 pending)')
+    >>> first_line("\n  RuntimeError: boom\nTraceback ...")
+    'RuntimeError: boom'
     """
-    return f"{seeds} (+{pending_jobs} pending)" if pending_jobs > 0 else str(seeds)
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def format_time(value: datetime | None) -> str:
+    """A stored time as 'YYYY-MM-DD HH:MM:SS UTC' (the database stores UTC; SQLite drops the zone).
+
+    >>> format_time(datetime(2026, 1, 2, 3, 4, 5, 678)), format_time(None)
+    ('2026-01-02 03:04:05 UTC', '')
+    """
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from datetime import datetime
 from typing import Any
 
@@ -9,19 +11,44 @@ import pandas as pd
 import pytest
 
 from db.delta_m import PER_METRIC, PER_TASK
-from db.models import Role
+from db.models import JobState, Role
 from db.queries import MetricColumn
+from leaderboard import stats
 from leaderboard.tables import (
+    CI,
+    FLOPS,
+    HOURS,
+    PARAMETERS,
+    Filters,
+    Sample,
+    comparison_frames,
     cost_frame,
     curves_frame,
+    default_columns,
+    directions,
     display_names,
     facts_frame,
+    failure_reasons,
+    filter_frame,
     headline_columns,
+    hours_label,
+    jobs_frame,
+    matches,
+    provenance_frame,
     ranked,
+    ranking_columns,
     ranking_frame,
     ranks,
     runs_frame,
+    samples,
+    seeds_frame,
+    sort_frame,
+    spec_frame,
+    state_counts,
+    status_of,
+    submission_link,
     task_delta_frame,
+    timeline_frame,
 )
 
 COLUMNS = [
@@ -29,81 +56,93 @@ COLUMNS = [
     MetricColumn("segmentation", "pixel_acc", True, 1),
     MetricColumn("depth", "abs_err", False, 0),
 ]
+T2 = 4.302652729749464  # t(0.975, 2)
 
 
 def row(
     id: int,
     name: str,
-    per_task: tuple[float | None, float | None],
-    per_metric: tuple[float | None, float | None],
+    per_task: list[float],
+    per_metric: list[float],
     *,
     role: Role = Role.METHOD,
-    seeds: int = 3,
+    weighting: str = "equal",
     pending_jobs: int = 0,
+    failed_jobs: int = 0,
     parameters: float | None = 100.0,
     miou: float = 0.5,
+    landed: datetime | None = None,
 ) -> dict[str, Any]:
-    """A row shaped like db.queries.ranking's."""
+    """A row shaped like db.queries.ranking's, its Δm statistics from the runs' values."""
+    seeds = len(per_task)
+
+    def stat(values: list[float]) -> tuple[float | None, float | None]:
+        if not values:
+            return None, None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
     return {
         "id": id,
         "name": name,
-        "description": "",
-        "authors": [],
+        "description": f"{name} does things",
+        "authors": ["Ada Lovelace"],
         "architecture": "single-task" if role is Role.BASELINE else "hard-sharing",
         "backbone": "small-cnn",
-        "weighting": "equal",
+        "weighting": weighting,
         "optimizer": "adam",
         "role": role,
         "spec_hash": f"{id:064d}",
+        "benchmark": "bench",
+        "protocol_version": 1,
+        "submitted_at": datetime(2026, 1, id),
         "seeds": seeds,
         "pending_jobs": pending_jobs,
+        "failed_jobs": failed_jobs,
         "parameters": parameters,
-        "wall_time_s": None if parameters is None else 2.5,
-        "last_result": None,
-        "per_task_mean": per_task[0],
-        "per_task_std": per_task[1],
-        "per_metric_mean": per_metric[0],
-        "per_metric_std": per_metric[1],
-        "baseline_submission_id": None if per_task[0] is None else 1,
-        "metrics": {}
-        if seeds == 0
-        else {("segmentation", "miou"): miou, ("depth", "abs_err"): 0.4},
+        "flops": None if parameters is None else 10 * parameters,
+        "wall_time_s": None if parameters is None else 7200.0,
+        "device": "cpu (x86_64, 1 threads)",
+        "last_result": landed,
+        "per_task_mean": stat(per_task)[0],
+        "per_task_std": stat(per_task)[1],
+        "per_metric_mean": stat(per_metric)[0],
+        "per_metric_std": stat(per_metric)[1],
+        "baseline_submission_id": 1 if seeds else None,
+        "run_deltas": [
+            {"run_id": 10 * id + s, "seed": s, "per_task": t, "per_metric": m}
+            for s, (t, m) in enumerate(zip(per_task, per_metric, strict=True))
+        ],
+        "metrics": {} if not seeds else {("segmentation", "miou"): miou, ("depth", "abs_err"): 0.4},
     }
 
 
-# Per task (higher is better): m1 5.0 > m2 2.0 > stl 0.0, m3 none.
-# Per metric (lower is better): m2 -3.0 < m1 -2.0 < stl 0.0, m3 none.  The orders differ.
+# Per task (higher is better): m1 5 ± 2.484 [2.516, 7.484]; m2 2 (one seed, a point);
+# stl 0 ± 2.484 [-2.484, 2.484]; m3 no runs.  m2 overlaps no better method: rank 2;
+# stl overlaps m2 (2 lies in its interval): rank 2.
+# Per metric (lower is better): m2 -3 (a point); m1 -2 ± 2.484 [-4.484, 0.484] contains -3;
+# stl 0 ± 4.968 contains -3: everyone ties with m2 at rank 1.
 ROWS = [
-    row(1, "stl", (0.0, 1.0), (0.0, 2.0), role=Role.BASELINE, parameters=300.0, miou=0.25),
-    row(2, "m1", (5.0, 0.5), (-2.0, 0.25)),
-    row(3, "m2", (2.0, None), (-3.0, None), seeds=1, pending_jobs=2, miou=0.75),
-    row(4, "m3", (None, None), (None, None), seeds=0, pending_jobs=3, parameters=None),
-]
+    row(1, "stl", [-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], role=Role.BASELINE, parameters=300.0,
+        miou=0.25, landed=datetime(2026, 2, 1)),
+    row(2, "m1", [4.0, 5.0, 6.0], [-1.0, -2.0, -3.0], weighting="dwa", landed=datetime(2026, 2, 3)),
+    row(3, "m2", [2.0], [-3.0], pending_jobs=2, miou=0.75, parameters=50.0,
+        landed=datetime(2026, 2, 2)),
+    row(4, "m3", [], [], pending_jobs=1, failed_jobs=2, parameters=None),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("means", "higher_is_better", "expected"),
-    [
-        ([1.0, None, 3.0, 1.0], True, [2, None, 1, 2]),
-        ([1.0, None, 3.0, 1.0], False, [1, None, 3, 1]),
-        ([-0.5, 2.0, 0.0], True, [3, 1, 2]),
-        ([-0.5, 2.0, 0.0], False, [1, 3, 2]),
-        ([None, None], True, [None, None]),
-        ([], False, []),
-    ],
-)
-def test_ranks(
-    means: list[float | None], higher_is_better: bool, expected: list[int | None]
-) -> None:
-    assert ranks(means, higher_is_better) == expected
+def test_ranks_are_competition_ranks() -> None:
+    assert ranks([1.0, None, 3.0, 1.0], True) == [2, None, 1, 2]
+    assert ranks([1.0, None, 3.0, 1.0], False) == [1, None, 3, 1]
+    assert ranks([], False) == []
 
 
-def test_ranked_puts_rows_without_delta_m_last() -> None:
+def test_ranked_orders_by_mean_and_puts_rows_without_delta_m_last() -> None:
     assert [(r, row["name"]) for r, row in ranked(ROWS, PER_TASK)] == [
-        (1, "m1"), (2, "m2"), (3, "stl"), (None, "m3"),
+        (1, "m1"), (2, "m2"), (2, "stl"), (None, "m3"),
     ]  # fmt: skip
     assert [(r, row["name"]) for r, row in ranked(ROWS, PER_METRIC)] == [
-        (1, "m2"), (2, "m1"), (3, "stl"), (None, "m3"),
+        (1, "m2"), (1, "m1"), (1, "stl"), (None, "m3"),
     ]  # fmt: skip
 
 
@@ -118,26 +157,39 @@ def test_headline_columns_keep_task_order() -> None:
 
 def test_ranking_frame_per_task() -> None:
     frame = ranking_frame(ROWS, COLUMNS, PER_TASK)
+    assert list(frame.columns) == ranking_columns(COLUMNS)
     assert list(frame.columns) == [
-        "rank", "name", "role", "architecture", "backbone", "weighting", "Δm", "seeds",
-        "segmentation miou ↑", "depth abs_err ↓", "parameters", "wall time (s)",
+        "id", "rank", "possible ranks", "name", "role", "architecture", "backbone", "weighting",
+        "optimizer", "Δm", "± 95% CI", "seeds", "pending", "failed", "segmentation miou ↑",
+        "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
+        "last result", "page",
     ]  # fmt: skip
-    assert frame["rank"].tolist() == [1, 2, 3, pd.NA]
     assert frame["name"].tolist() == ["m1", "m2", "stl", "m3"]
+    assert frame["rank"].tolist() == [1, 2, 2, pd.NA]
+    # m1 [2.52, 7.48] is above both others; m2 (a point at 2) and stl [-2.48, 2.48] overlap.
+    assert frame["possible ranks"].tolist() == ["1", "2–3", "2–3", ""]
     assert frame["role"].tolist() == ["method", "method", "baseline", "method"]
-    assert frame["Δm"].tolist() == ["+5.00 ± 0.50", "+2.00", "+0.00 ± 1.00", ""]
-    assert frame["seeds"].tolist() == ["3", "1 (+2 pending)", "3", "0 (+3 pending)"]
+    assert frame["Δm"].tolist()[:3] == [5.0, 2.0, 0.0] and math.isnan(frame["Δm"].iloc[3])
+    half = T2 * 1.0 / math.sqrt(3)  # s = 1, n = 3
+    assert math.isclose(frame[CI].iloc[0], half, rel_tol=1e-9)
+    assert math.isnan(frame[CI].iloc[1])  # one seed: no interval
+    assert frame["seeds"].tolist() == [3, 1, 3, 0]
+    assert frame["pending"].tolist() == [0, 2, 0, 1] and frame["failed"].tolist() == [0, 0, 0, 2]
     assert frame["segmentation miou ↑"].tolist()[:3] == [0.5, 0.75, 0.25]
-    assert pd.isna(frame["segmentation miou ↑"].iloc[3])
-    assert frame["parameters"].tolist() == [100, 100, 300, pd.NA]
-    assert str(frame["rank"].dtype) == str(frame["parameters"].dtype) == "Int64"
+    assert pd.isna(frame["segmentation pixel_acc ↑"]).all()
+    assert frame[PARAMETERS].tolist() == [100, 50, 300, pd.NA]
+    assert frame[FLOPS].tolist() == [1000, 500, 3000, pd.NA]
+    assert str(frame["rank"].dtype) == str(frame[PARAMETERS].dtype) == "Int64"
+    assert frame["page"].tolist()[0] == "submission?submission=2"
 
 
-def test_ranking_frame_per_metric_reorders_and_shows_the_drop() -> None:
-    frame = ranking_frame(ROWS, COLUMNS, PER_METRIC)
+def test_ranking_frame_per_metric_reorders_and_ties() -> None:
+    frame = ranking_frame(ROWS, COLUMNS, PER_METRIC, {"convention": "x y"})
     assert frame["name"].tolist() == ["m2", "m1", "stl", "m3"]
-    assert frame["rank"].tolist() == [1, 2, 3, pd.NA]
-    assert frame["Δm"].tolist() == ["-3.00", "-2.00 ± 0.25", "+0.00 ± 2.00", ""]
+    assert frame["rank"].tolist() == [1, 1, 1, pd.NA]
+    assert frame["Δm"].tolist()[:3] == [-3.0, -2.0, 0.0]
+    assert math.isclose(frame[CI].iloc[2], T2 * 2.0 / math.sqrt(3), rel_tol=1e-9)
+    assert frame["page"].iloc[0] == "submission?submission=3&convention=x+y"
 
 
 def test_ranking_frame_of_no_rows_has_the_columns() -> None:
@@ -145,40 +197,109 @@ def test_ranking_frame_of_no_rows_has_the_columns() -> None:
     assert frame.empty and "Δm" in frame.columns and "rank" in frame.columns
 
 
-def test_cost_frame_keeps_rows_with_delta_m_and_parameters() -> None:
-    frame = cost_frame(ROWS, PER_METRIC)
-    assert frame.fillna({"std": -1.0}).to_dict("records") == [
-        {"name": "m2", "role": "method", "Δm": -3.0, "std": -1.0, "parameters": 100.0},
-        {"name": "m1", "role": "method", "Δm": -2.0, "std": 0.25, "parameters": 100.0},
-        {"name": "stl", "role": "baseline", "Δm": 0.0, "std": 2.0, "parameters": 300.0},
-    ]  # m2 has one seed: no std (NaN, here -1)
+def test_default_columns_and_directions() -> None:
+    shown = default_columns(COLUMNS)
+    assert shown[:3] == ["rank", "name", "role"]
+    assert "id" not in shown and "depth abs_err ↓" in shown and "page" in shown
+    assert directions(COLUMNS, PER_METRIC) == {
+        "segmentation miou ↑": True, "segmentation pixel_acc ↑": True, "depth abs_err ↓": False,
+        "Δm": False, "parameters": False, "FLOPs": False, "wall time (s)": False,
+    }  # fmt: skip
+
+
+def test_status_and_links() -> None:
+    assert [sorted(status_of(r)) for r in ROWS] == [
+        ["has results"], ["has results"], ["has results", "pending"], ["failed", "pending"],
+    ]  # fmt: skip
+    assert submission_link(7) == "submission?submission=7"
+
+
+@pytest.mark.parametrize(
+    ("filters", "names"),
+    [
+        (Filters(), ["stl", "m1", "m2", "m3"]),
+        (Filters(weightings=frozenset({"dwa"})), ["m1"]),
+        (Filters(roles=frozenset({"baseline"})), ["stl"]),
+        (Filters(architectures=frozenset({"hard-sharing"}), statuses=frozenset({"pending"})),
+         ["m2", "m3"]),
+        (Filters(statuses=frozenset({"failed", "has results"})), ["stl", "m1", "m2", "m3"]),
+        (Filters(statuses=frozenset({"failed"})), ["m3"]),
+        (Filters(search="LOVELACE m2"), ["m2"]),  # every word, any field, any case
+        (Filters(search="does dwa"), ["m1"]),
+        (Filters(search="nothing-like-this"), []),
+    ],
+)  # fmt: skip
+def test_filters(filters: Filters, names: list[str]) -> None:
+    assert [r["name"] for r in ROWS if matches(r, filters)] == names
+    frame = filter_frame(ranking_frame(ROWS, COLUMNS, PER_TASK), ROWS, filters)
+    assert sorted(frame["name"]) == sorted(names)
+    if "m2" in names:  # ranks stay those of the whole table
+        assert frame.set_index("name").loc["m2", "rank"] == 2
+
+
+def test_sort_frame_best_first_follows_each_direction() -> None:
+    frame = ranking_frame(ROWS, COLUMNS, PER_TASK)
+    better = directions(COLUMNS, PER_TASK)
+    by = lambda column, best=True: sort_frame(frame, column, best, better)["name"].tolist()  # noqa: E731
+    assert by("rank") == ["m1", "m2", "stl", "m3"]
+    assert by("Δm") == ["m1", "m2", "stl", "m3"]
+    assert by("Δm", best=False) == ["stl", "m2", "m1", "m3"]  # blanks stay last
+    assert by("segmentation miou ↑") == ["m2", "m1", "stl", "m3"]
+    assert by("parameters") == ["m2", "m1", "stl", "m3"]  # a cost: low first
+    assert by("name") == ["m1", "m2", "m3", "stl"]
+    assert by("seeds") == ["m1", "stl", "m2", "m3"]
+
+
+def test_cost_frame_marks_the_pareto_front() -> None:
+    frame = cost_frame(ROWS, PER_TASK, PARAMETERS)
+    # m1 (100, 5), m2 (50, 2), stl (300, 0): stl is dominated by both.
+    assert frame[["name", "Δm", "cost", "front"]].values.tolist() == [
+        ["m1", 5.0, 100.0, True], ["m2", 2.0, 50.0, True], ["stl", 0.0, 300.0, False],
+    ]  # fmt: skip
+    assert math.isnan(frame[CI].iloc[1])
+    hours = cost_frame(ROWS, PER_METRIC, HOURS)
+    assert hours["cost"].tolist() == [2.0, 2.0, 2.0]  # 7200 s per run
+    # Per metric (lower is better) at equal cost, only the best is on the front.
+    assert hours["front"].tolist() == [True, False, False]
+    assert cost_frame(ROWS, PER_TASK, FLOPS)["cost"].tolist() == [1000.0, 500.0, 3000.0]
+    assert cost_frame([ROWS[3]], PER_TASK, PARAMETERS).empty
+
+
+def test_hours_label_follows_the_device() -> None:
+    assert hours_label(ROWS) == "CPU-hours"
+    assert hours_label([*ROWS, {"device": "NVIDIA H100"}]) == "GPU-hours"
 
 
 def test_task_delta_frame_is_in_ranking_order() -> None:
-    deltas = [
-        (1, "seg", 0.0),
-        (2, "seg", 4.0),
-        (2, "depth", 6.0),
-        (3, "depth", 1.0),
-        (99, "x", 1.0),
-    ]
+    deltas = [(1, "seg", 0.0), (2, "seg", 4.0), (2, "depth", 6.0), (3, "depth", 1.0),
+              (99, "x", 1.0)]  # fmt: skip
     frame = task_delta_frame(deltas, ROWS, PER_TASK)
     assert list(frame.itertuples(index=False, name=None)) == [
         ("m1", "depth", 6.0), ("m1", "seg", 4.0), ("m2", "depth", 1.0), ("stl", "seg", 0.0),
     ]  # fmt: skip
-    frame = task_delta_frame(deltas, ROWS, PER_METRIC)
-    assert frame["submission"].tolist() == ["m2", "m1", "m1", "stl"]
     assert task_delta_frame([], ROWS, PER_TASK).empty
 
 
+def test_seeds_frame_has_every_run() -> None:
+    frame = seeds_frame(ROWS, PER_METRIC)
+    assert frame.values.tolist() == [
+        ["m2", "method", 0, -3.0],
+        ["m1", "method", 0, -1.0], ["m1", "method", 1, -2.0], ["m1", "method", 2, -3.0],
+        ["stl", "baseline", 0, -2.0], ["stl", "baseline", 1, 0.0], ["stl", "baseline", 2, 2.0],
+    ]  # fmt: skip
+
+
+def test_timeline_frame_tracks_the_best_method_so_far() -> None:
+    frame = timeline_frame(ROWS, PER_TASK)
+    assert frame["name"].tolist() == ["stl", "m2", "m1"]  # by landing time
+    # The baseline is no method: the best so far starts with m2.
+    assert frame["best"].tolist()[1:] == [2.0, 5.0] and math.isnan(frame["best"].iloc[0])
+    assert timeline_frame(ROWS, PER_METRIC)["best"].tolist()[1:] == [-3.0, -3.0]
+
+
 def test_curves_frame_averages_over_seeds() -> None:
-    points = [
-        (0, 0, "seg", "loss", 1.0),
-        (1, 0, "seg", "loss", 3.0),
-        (0, 1, "seg", "loss", 0.5),
-        (0, 0, "seg", "weight", 1.0),
-        (1, 0, "seg", "weight", 2.0),
-    ]
+    points = [(0, 0, "seg", "loss", 1.0), (1, 0, "seg", "loss", 3.0), (0, 1, "seg", "loss", 0.5),
+              (0, 0, "seg", "weight", 1.0), (1, 0, "seg", "weight", 2.0)]  # fmt: skip
     assert curves_frame(points).to_dict("records") == [
         {"name": "loss", "task": "seg", "epoch": 0, "value": 2.0, "seeds": 2},
         {"name": "loss", "task": "seg", "epoch": 1, "value": 0.5, "seeds": 1},
@@ -186,42 +307,120 @@ def test_curves_frame_averages_over_seeds() -> None:
     ]
 
 
-def test_runs_frame_has_every_metric_then_provenance() -> None:
+def test_runs_frame_has_delta_m_every_metric_then_provenance() -> None:
     finished = datetime(2026, 1, 2, 3, 4, 5)
     run = {
-        "seed": 7,
-        "metrics": {("segmentation", "miou"): 0.5, ("depth", "abs_err"): 0.25},
-        "parameter_count": 1234,
-        "wall_time_s": 1.5,
-        "device": "cpu",
-        "code_version": "git:abc",
-        "protocol_version": 1,
-        "torch_version": "2.13.0",
-        "ray_version": "2.60.0",
-        "python_version": "3.11.7",
-        "spec_hash": "h" * 64,
-        "job_id": 9,
+        "id": 21, "seed": 7, "metrics": {("segmentation", "miou"): 0.5, ("depth", "abs_err"): 0.25},
+        "parameter_count": 1234, "flops": 5678, "wall_time_s": 1.5, "device": "cpu",
+        "code_version": "git:abc", "protocol_version": 1, "torch_version": "2.13.0",
+        "ray_version": "2.60.0", "python_version": "3.11.7", "spec_hash": "h" * 64, "job_id": 9,
         "finished_at": finished,
-    }
-    [record] = runs_frame([run], COLUMNS).to_dict("records")
+    }  # fmt: skip
+    deltas = [{"run_id": 21, "per_task": 1.5, "per_metric": -2.5}]
+    [record] = runs_frame([run], COLUMNS, deltas).to_dict("records")
     assert list(record) == [
-        "seed", "segmentation miou ↑", "segmentation pixel_acc ↑", "depth abs_err ↓",
-        "parameters", "wall time (s)", "device", "code version", "protocol version",
-        "torch", "ray", "python", "spec hash", "job", "finished at",
+        "seed", "Δm per task ↑", "Δm per metric ↓", "segmentation miou ↑",
+        "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
+        "device", "code version", "protocol version", "torch", "ray", "python", "spec hash", "job",
+        "finished at",
     ]  # fmt: skip
+    assert record["Δm per task ↑"] == 1.5 and record["Δm per metric ↓"] == -2.5
     assert record["seed"] == 7 and record["segmentation miou ↑"] == 0.5
     assert record["segmentation pixel_acc ↑"] is None and record["depth abs_err ↓"] == 0.25
-    assert record["finished at"] == finished and record["job"] == 9
+    assert record["FLOPs"] == 5678 and record["finished at"] == finished
 
 
-def test_facts_frame() -> None:
-    frame = facts_frame(ROWS[2])
-    assert dict(zip(frame["field"], frame["value"], strict=True)) == {
-        "role": "method",
-        "architecture": "hard-sharing",
-        "backbone": "small-cnn",
-        "weighting": "equal",
-        "optimizer": "adam",
-        "seeds": "1 (+2 pending)",
-        "last result": "",
-    }
+def test_facts_and_provenance() -> None:
+    facts = facts_frame(ROWS[2])
+    assert dict(zip(facts["field"], facts["value"], strict=True)) == {
+        "role": "method", "benchmark": "bench v1", "architecture": "hard-sharing",
+        "backbone": "small-cnn", "weighting": "equal", "optimizer": "adam",
+        "seeds": "1 (+2 pending)", "submitted at": "2026-01-03 00:00:00 UTC", "last result":
+        "2026-02-02 00:00:00 UTC", "spec hash": "0" * 63 + "3",
+    }  # fmt: skip
+    runs = [
+        {"code_version": "git:b", "protocol_version": 1, "torch_version": "2.13.0",
+         "ray_version": "2.60.0", "python_version": "3.11", "device": "cpu",
+         "finished_at": datetime(2026, 1, 2)},
+        {"code_version": "git:a", "protocol_version": 1, "torch_version": "2.13.0",
+         "ray_version": "2.60.0", "python_version": "3.11", "device": "cpu",
+         "finished_at": datetime(2026, 1, 1)},
+    ]  # fmt: skip
+    provenance = provenance_frame(ROWS[1], runs, display_names(ROWS))
+    fields = dict(zip(provenance["field"], provenance["value"], strict=True))
+    assert fields["Δm baseline"] == "stl (#1)" and fields["runs"] == "2"
+    assert fields["code version"] == "git:a, git:b"  # runs that disagree list every value
+    assert fields["first result"] == "2026-01-01 00:00:00 UTC"
+    assert provenance_frame(ROWS[3], [], {})["value"].tolist()[0] == "none trained yet"
+
+
+def test_spec_frame_flattens_the_normalised_spec() -> None:
+    spec = {"name": "x", "description": "two\nlines", "authors": ["a", "b"],
+            "architecture": {"name": "hard-sharing", "head_width": 16}, "scheduler": None,
+            "optimizer": {"lr": 0.001, "nesterov": False}}  # fmt: skip
+    assert spec_frame(spec).values.tolist() == [
+        ["name", "x"], ["description", "two\nlines"], ["authors", "a, b"],
+        ["architecture.name", "hard-sharing"], ["architecture.head_width", "16"],
+        ["scheduler", ""], ["optimizer.lr", "0.001"], ["optimizer.nesterov", "false"],
+    ]  # fmt: skip
+
+
+JOBS = [
+    {"id": 1, "name": "a", "benchmark": "b", "campaign": "initial", "seed": 0,
+     "state": JobState.SUCCEEDED, "attempts": 1, "error": None, "created_at": None,
+     "started_at": None, "finished_at": None},
+    {"id": 2, "name": "a", "benchmark": "b", "campaign": "initial", "seed": 1,
+     "state": JobState.FAILED, "attempts": 1, "error": "\nValueError: bad\nTraceback ...",
+     "created_at": None, "started_at": None, "finished_at": None},
+    {"id": 3, "name": "c", "benchmark": "b", "campaign": "nightly", "seed": 0,
+     "state": JobState.FAILED, "attempts": 2, "error": "ValueError: bad", "created_at": None,
+     "started_at": None, "finished_at": None},
+    {"id": 4, "name": "c", "benchmark": "b", "campaign": "nightly", "seed": 1,
+     "state": JobState.QUEUED, "attempts": 0, "error": None, "created_at": None,
+     "started_at": None, "finished_at": None},
+]  # fmt: skip
+
+
+def test_queue_frames() -> None:
+    frame = jobs_frame(JOBS, ["queued", "failed"])
+    assert frame["job"].tolist() == [4, 3, 2]  # newest first
+    assert frame["reason"].tolist() == ["", "ValueError: bad", "ValueError: bad"]
+    assert frame["campaign"].tolist() == ["nightly", "nightly", "initial"]
+    assert len(jobs_frame(JOBS)) == 4
+    assert state_counts(JOBS) == {"queued": 1, "running": 0, "succeeded": 1, "failed": 2,
+                                  "diverged": 0, "cancelled": 0}  # fmt: skip
+    assert failure_reasons(JOBS).values.tolist() == [["failed", "ValueError: bad", 2]]
+
+
+def test_samples_and_comparison_with_welch() -> None:
+    runs_a = [{"metrics": {("depth", "abs_err"): v}} for v in (1.0, 2.0, 3.0)]
+    runs_b = [{"metrics": {("depth", "abs_err"): v}} for v in (4.0, 5.0, 6.0)]
+    deltas_a = [{"per_task": v, "per_metric": -v} for v in (1.0, 2.0, 3.0)]
+    deltas_b = [{"per_task": 9.0, "per_metric": -9.0}]
+    columns = [MetricColumn("depth", "abs_err", False, 0)]
+    a, b = samples(runs_a, deltas_a, columns), samples(runs_b, deltas_b, columns)
+    assert list(a) == ["Δm per task ↑", "Δm per metric ↓", "depth abs_err ↓"]
+    assert a["depth abs_err ↓"] == Sample((1.0, 2.0, 3.0))
+    assert math.isclose(a["depth abs_err ↓"].half_width, T2 / math.sqrt(3))  # type: ignore[arg-type]
+
+    better = {"depth abs_err ↓": False, "Δm per task ↑": True, "Δm per metric ↓": False}
+    side, differences = comparison_frames(["A", "B"], [a, b], better)
+    assert side.columns.tolist() == ["quantity", "A", "B"]
+    assert side["A"].tolist() == ["+2.00 ± 2.48 (n=3)", "-2.00 ± 2.48 (n=3)", "2 ± 2.5 (n=3)"]
+    assert side["B"].tolist() == ["+9.00 (n=1)", "-9.00 (n=1)", "5 ± 2.5 (n=3)"]
+    rows = differences.set_index("quantity")
+    # B's abs_err is higher by 3 with p = 0.0213 (R's t.test): worse, lower being better.
+    assert rows.loc["depth abs_err ↓", "difference vs A"] == 3.0
+    assert math.isclose(rows.loc["depth abs_err ↓", "p (Welch)"], 0.021312, abs_tol=1e-6)
+    assert rows.loc["depth abs_err ↓", "verdict vs A"] == "worse (p = 0.021 < 0.05)"
+    assert rows.loc["Δm per task ↑", "verdict vs A"].startswith("not testable")
+    assert rows.loc["Δm per task ↑", "difference vs A"] == 7.0
+
+
+def test_verdict_direction() -> None:
+    from leaderboard.tables import verdict
+
+    better = stats.welch([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
+    assert verdict(better, True) == "better (p = 0.021 < 0.05)"
+    assert verdict(better, None) == "different (p = 0.021 < 0.05)"
+    assert verdict(better, True, alpha=0.01) == "no significant difference (p = 0.021)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -17,9 +18,10 @@ from leaderboard.text import (
     arrow,
     escape_markdown,
     escape_plotly,
+    first_line,
     format_mean_std,
+    format_time,
     metric_header,
-    seeds_text,
 )
 
 HOSTILE = "<script>alert(1)</script> **bold** [x](javascript:alert(1))"
@@ -92,10 +94,22 @@ def test_format_mean_std_digits() -> None:
 def test_headers_seeds_and_convention_labels() -> None:
     assert (arrow(True), arrow(False)) == ("↑", "↓")
     assert metric_header("segmentation", "miou", True) == "segmentation miou ↑"
-    assert seeds_text(3, 0) == "3"
-    assert seeds_text(0, 3) == "0 (+3 pending)"
     assert set(CONVENTION_LABELS) == set(HIGHER_IS_BETTER) == set(CONVENTIONS)
     for convention, higher in HIGHER_IS_BETTER.items():
         direction = "higher is better" if higher else "lower is better"
         assert CONVENTION_LABELS[convention].endswith(direction)
         assert CONVENTIONS[convention].endswith(direction)
+
+
+def test_first_line_of_an_error() -> None:
+    assert first_line("\n\n  ValueError: x  \nTraceback") == "ValueError: x"
+    assert first_line("") == ""
+    assert first_line("y" * 300, limit=10) == "y" * 9 + "…"
+
+
+def test_format_time_is_utc_to_the_second() -> None:
+    naive = datetime(2026, 3, 4, 5, 6, 7, 999)  # SQLite: UTC without its zone
+    assert format_time(naive) == "2026-03-04 05:06:07 UTC"
+    aware = datetime(2026, 3, 4, 7, 6, 7, tzinfo=timezone(timedelta(hours=2)))  # PostgreSQL
+    assert format_time(aware) == "2026-03-04 05:06:07 UTC"
+    assert format_time(datetime(2026, 3, 4, tzinfo=UTC)) == "2026-03-04 00:00:00 UTC"

@@ -1,0 +1,117 @@
+"""The site's queries, cached per (database URL, data version, arguments).
+
+Every page run reads the data version uncached (`version`, see
+`db.queries.DataVersion`: a handful of counts) and passes the part a query
+depends on to the cached function: `results` (submissions, runs, baselines)
+to the costly ones, `jobs` (job states) to the job counts.  A result that
+lands shows on the next page run, with no TTL to wait for, and a job that is
+merely claimed does not rerun the Δm queries.  Entries of older versions age
+out (`max_entries`, `ttl`).
+
+Reads go through `db.session.read_only_session_factory`: the site cannot
+write, nor even create the schema.  Results are plain rows (they are pickled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from db import queries
+from db.queries import DataVersion, MetricColumn
+from db.session import read_only_session_factory
+
+T = TypeVar("T")
+Version = DataVersion
+Part = tuple[Any, ...]  # one part of a DataVersion
+
+# Enough for every page of a few benchmark versions; entries of old data versions age out.
+cached = st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+
+
+def _read(url: str, query: Callable[..., T], *args: Any) -> T:
+    # A session that is closed, never committed: the site only reads.
+    with read_only_session_factory(url)() as session:
+        return query(session, *args)
+
+
+def version(url: str) -> DataVersion:
+    """The data version, read on every page run (never cached)."""
+    return _read(url, queries.data_version)
+
+
+@cached
+def benchmark_versions(url: str, results: Part) -> list[tuple[str, int]]:
+    return _read(url, queries.benchmark_versions)
+
+
+@cached
+def submission_index(url: str, results: Part) -> list[tuple[int, str, str, int]]:
+    return _read(url, queries.submission_index)
+
+
+@cached
+def metric_columns(
+    url: str, results: Part, benchmark: str, protocol_version: int
+) -> list[MetricColumn]:
+    return _read(url, queries.metric_columns, benchmark, protocol_version)
+
+
+@cached
+def ranking_results(
+    url: str, results: Part, benchmark: str, protocol_version: int
+) -> list[dict[str, Any]]:
+    return _read(url, queries.ranking_results, benchmark, protocol_version)
+
+
+@cached
+def job_summary(
+    url: str, jobs: Part, benchmark: str, protocol_version: int
+) -> dict[int, tuple[int, int]]:
+    return _read(url, queries.job_summary, benchmark, protocol_version)
+
+
+def ranking(
+    url: str, data: DataVersion, benchmark: str, protocol_version: int
+) -> list[dict[str, Any]]:
+    """`db.queries.ranking`, from its two cached parts."""
+    return queries.with_jobs(
+        ranking_results(url, data.results, benchmark, protocol_version),
+        job_summary(url, data.jobs, benchmark, protocol_version),
+    )
+
+
+@cached
+def task_deltas(
+    url: str, results: Part, benchmark: str, protocol_version: int, submission_ids: tuple[int, ...]
+) -> list[tuple[int, str, float]]:
+    return _read(url, queries.task_deltas, benchmark, protocol_version, submission_ids)
+
+
+@cached
+def submission_runs(url: str, results: Part, submission_id: int) -> list[dict[str, Any]]:
+    return _read(url, queries.submission_runs, submission_id)
+
+
+@cached
+def curves(url: str, results: Part, submission_id: int) -> list[tuple[int, int, str, str, float]]:
+    return _read(url, queries.curves, submission_id)
+
+
+@cached
+def jobs(url: str, jobs: Part, submission_id: int | None = None) -> list[dict[str, Any]]:
+    return _read(url, queries.jobs, submission_id)
+
+
+def _spec(session: Session, submission_id: int) -> dict[str, Any]:
+    found = queries.submission(session, submission_id)
+    return {} if found is None else {"spec": dict(found.spec), "source": found.source}
+
+
+@cached
+def spec(url: str, results: Part, submission_id: int) -> dict[str, Any]:
+    """The normalised spec and the file as submitted."""
+    return _read(url, _spec, submission_id)

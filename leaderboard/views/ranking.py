@@ -1,0 +1,299 @@
+"""Ranking page: the table of one benchmark version, its filters, exports and charts."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from db.delta_m import CONVENTIONS
+from db.queries import MetricColumn
+from leaderboard import charts, data, exports, site, tables
+from leaderboard.text import (
+    CONVENTION_LABELS,
+    HIGHER_IS_BETTER,
+    arrow,
+    escape_markdown,
+    metric_header,
+)
+
+# Charts with one group per submission show the best ones only.
+TOP = 20
+COST_OPTIONS = [tables.PARAMETERS, tables.FLOPS, tables.HOURS]
+
+
+def filters(rows: list[dict[str, Any]]) -> tables.Filters:
+    """The sidebar's filters; each lives in the URL, so a filtered view can be shared."""
+
+    def options(key: str) -> list[str]:
+        return sorted({str(row[key]) for row in rows})
+
+    with st.sidebar:
+        st.subheader("Filter")
+        search = st.text_input(
+            "Search", key="q", bind="query-params",
+            placeholder="name, author, method…",
+            help="Every word must appear in the name, description, authors or components.",
+        )  # fmt: skip
+        chosen = {}
+        for key, label in (
+            ("architecture", "Architecture"),
+            ("weighting", "Weighting"),
+            ("backbone", "Backbone"),
+            ("role", "Role"),
+        ):
+            chosen[key] = st.multiselect(
+                label, options(key), key=key, bind="query-params", placeholder="all"
+            )
+        statuses = st.multiselect(
+            "Status", list(tables.STATUSES), key="status", bind="query-params", placeholder="all",
+            help="has results: at least one finished run; pending: jobs queued or running; "
+            "failed: jobs that failed or diverged. Reported (paper) results are not stored yet, "
+            "so every result here is reproduced by the platform.",
+        )  # fmt: skip
+    return tables.Filters(
+        architectures=frozenset(chosen["architecture"]),
+        weightings=frozenset(chosen["weighting"]),
+        backbones=frozenset(chosen["backbone"]),
+        roles=frozenset(chosen["role"]),
+        statuses=frozenset(statuses),
+        search=search or "",
+    )
+
+
+def column_config(columns: list[MetricColumn], convention: str) -> dict[str, Any]:
+    higher = HIGHER_IS_BETTER[convention]
+    config: dict[str, Any] = {
+        tables.ID: st.column_config.NumberColumn("id", format="%d"),
+        tables.RANK: st.column_config.NumberColumn(
+            "rank", format="%d",
+            help="By mean Δm, with ties: going down the table, a method whose 95% interval "
+            "overlaps the interval of its tie group's leader (the group's best) shares the "
+            "leader's rank; one that does not leads a new group. Blank without Δm.",
+        ),
+        tables.RANK_RANGE: st.column_config.TextColumn(
+            "possible ranks", help="Ranks the method could take given the 95% intervals."
+        ),
+        tables.NAME: st.column_config.TextColumn("name", pinned=True),
+        # A coloured pill per role, so that baselines stand out.
+        tables.ROLE: st.column_config.MultiselectColumn(
+            "role", options=["baseline", "method"], color=["orange", "blue"],
+            help="baseline: the single-task runs every Δm is measured against",
+        ),
+        tables.DELTA_M: st.column_config.NumberColumn(
+            f"Δm {arrow(higher)}", format="%+.2f",
+            help=f"{CONVENTIONS[convention]}; mean over seeds, in %",
+        ),
+        tables.CI: st.column_config.NumberColumn(
+            "± 95% CI", format="%.2f",
+            help="Half-width of the 95% t interval of the mean Δm: t(0.975, n-1) · s / √n; "
+            "blank for one seed",
+        ),
+        tables.SEEDS: st.column_config.NumberColumn("seeds", help="finished runs", format="%d"),
+        tables.PENDING: st.column_config.NumberColumn("pending", help="jobs queued or running"),
+        tables.FAILED: st.column_config.NumberColumn("failed", help="jobs failed or diverged"),
+        tables.PARAMETERS: st.column_config.NumberColumn(
+            "parameters", help="mean over runs", format="localized"
+        ),
+        tables.FLOPS: st.column_config.NumberColumn(
+            "FLOPs", help="forward FLOPs of one input image (a multiply-add is 2)",
+            format="compact",
+        ),
+        tables.WALL_TIME: st.column_config.NumberColumn(
+            "wall time (s)", help="training + evaluation, mean over runs", format="%.1f"
+        ),
+        tables.LAST_RESULT: st.column_config.DatetimeColumn(
+            "last result", format="YYYY-MM-DD HH:mm", help="when the latest run finished (UTC)"
+        ),
+        tables.PAGE: st.column_config.LinkColumn(
+            "page", display_text="open", help="The submission's own page (a shareable link)"
+        ),
+    }  # fmt: skip
+    for c in columns:
+        header = metric_header(c.task, c.metric, c.higher_is_better)
+        better = "higher" if c.higher_is_better else "lower"
+        position = "headline metric" if c.position == 0 else "metric"
+        config[header] = st.column_config.NumberColumn(
+            header, help=f"{position} of {c.task}, mean over seeds; {better} is better",
+            format="%.4f",
+        )  # fmt: skip
+    return config
+
+
+def table_controls(columns: list[MetricColumn]) -> tuple[list[str], str, bool, Any]:
+    """Column choice, sort column and order; and the cell where the exports go."""
+    every = tables.ranking_columns(columns)
+    sortable = [c for c in every if c != tables.PAGE]
+    sort_cell, order_cell, columns_cell, exports_cell = st.columns(
+        [2, 1, 1, 3], vertical_alignment="bottom"
+    )
+    with sort_cell:
+        sort_by = st.selectbox(
+            "Sort by", sortable, index=sortable.index(tables.RANK), key="sort",
+            bind="query-params",
+        )  # fmt: skip
+    with order_cell:
+        best_first = st.toggle("best first", value=True, key="best_first")
+    with columns_cell.popover("Columns", icon=":material/view_column:"):
+        chosen = st.multiselect(
+            "Columns shown", every, default=tables.default_columns(columns), key="columns",
+        )  # fmt: skip
+    shown = [c for c in every if c in chosen] or [tables.NAME]
+    return shown, sort_by or tables.RANK, best_first, exports_cell
+
+
+def exports_row(frame: pd.DataFrame, context: site.Context, better: dict[str, bool]) -> None:
+    label = site.benchmark_label(context.benchmark, context.protocol_version)
+    stem = exports.file_stem("mtlb", label, context.convention)
+    meta = {
+        "benchmark": context.benchmark,
+        "protocol_version": context.protocol_version,
+        "convention": context.convention,
+        "delta_m": CONVENTIONS[context.convention],
+        "interval": "95% t interval over seeds: mean ± t(0.975, n-1) · s / √n",
+    }
+    caption = f"{label}: {CONVENTIONS[context.convention]}. Δm in %, mean ± 95% CI over seeds."
+    # Made when clicked (deferred), from the table as shown: filtered, sorted, its columns.
+    csv, json, latex = st.columns(3)
+    csv.download_button(
+        "CSV", partial(exports.to_csv, frame), f"{stem}.csv", "text/csv",
+        icon=":material/download:", on_click="ignore", key="export_csv",
+    )  # fmt: skip
+    json.download_button(
+        "JSON", partial(exports.to_json, frame, meta), f"{stem}.json", "application/json",
+        icon=":material/download:", on_click="ignore", key="export_json",
+    )  # fmt: skip
+    latex.download_button(
+        "LaTeX", partial(exports.to_latex, frame, better, caption), f"{stem}.tex",
+        "text/x-tex", icon=":material/download:", on_click="ignore", key="export_latex",
+        help="A booktabs table for a paper (\\toprule, \\midrule, \\bottomrule); the best "
+        "method of each column in bold.",
+    )  # fmt: skip
+
+
+CHART_TABS = ["Δm vs cost", "Per-task deltas", "Δm over time", "Spread over seeds"]
+
+
+def charts_section(
+    context: site.Context, rows: list[dict[str, Any]], all_rows: list[dict[str, Any]]
+) -> None:
+    """The charts of the filtered rows, one tab each.
+
+    Only the open tab runs (its choice lives in the URL): a chart costs more than the table.
+    """
+    top = [row for _, row in tables.ranked(rows, context.convention)][:TOP]
+    cost_tab, tasks_tab, time_tab, seeds_tab = st.tabs(CHART_TABS, key="chart", bind="query-params")
+    if cost_tab.open:
+        with cost_tab:
+            cost_chart(context, rows, tables.hours_label(all_rows))
+    if tasks_tab.open:
+        with tasks_tab:
+            tasks_chart(context, top)
+    if time_tab.open:
+        with time_tab:
+            frame = tables.timeline_frame(rows, context.convention)
+            if frame.empty:
+                st.info("No Δm yet.")
+            else:
+                higher = HIGHER_IS_BETTER[context.convention]
+                st.plotly_chart(charts.timeline_figure(frame, higher))
+                st.caption(
+                    "Each submission at the time its last result landed; the line is the best "
+                    "method so far."
+                )
+    if seeds_tab.open:
+        with seeds_tab:
+            frame = tables.seeds_frame(top, context.convention)
+            if frame.empty:
+                st.info("No Δm yet.")
+            else:
+                st.plotly_chart(charts.seeds_figure(frame, HIGHER_IS_BETTER[context.convention]))
+                st.caption(
+                    f"The {frame['submission'].nunique()} best-ranked submissions with Δm "
+                    "shown: Δm of every run (seed), "
+                    "with its box (median and quartiles)."
+                )
+
+
+def cost_chart(context: site.Context, rows: list[dict[str, Any]], hours: str) -> None:
+    labels = {tables.PARAMETERS: "parameters", tables.FLOPS: "FLOPs per image",
+              tables.HOURS: f"{hours} per run"}  # fmt: skip
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    cost = left.radio(
+        "Cost", COST_OPTIONS, format_func=labels.__getitem__, horizontal=True, key="cost",
+        bind="query-params",
+    )  # fmt: skip
+    log_x = right.toggle("log scale", key="log_x")
+    frame = tables.cost_frame(rows, context.convention, cost)
+    if frame.empty:
+        st.info("No Δm with this cost yet: it needs finished runs and a trained baseline.")
+        return
+    higher = HIGHER_IS_BETTER[context.convention]
+    st.plotly_chart(charts.cost_figure(frame, labels[cost], higher, log_x))
+    st.caption(
+        f"Δm {CONVENTION_LABELS[context.convention]}; bars: 95% CI over seeds. The green line is "
+        "the Pareto front: no other submission is both cheaper and better."
+    )
+
+
+def tasks_chart(context: site.Context, top: list[tables.Row]) -> None:
+    ids = tuple(row["id"] for row in top)
+    deltas = data.task_deltas(
+        context.url, context.version.results, context.benchmark, context.protocol_version, ids
+    )
+    frame = tables.task_delta_frame(deltas, top, context.convention)
+    if frame.empty:
+        st.info("No per-task deltas yet: they need finished runs and a trained baseline.")
+        return
+    st.plotly_chart(charts.task_deltas_figure(frame))
+    shown = frame["submission"].nunique()
+    st.caption(
+        f"The {shown} best-ranked submissions with Δm shown. Mean relative gain of each task's "
+        "metrics over the baseline, x100, averaged over seeds (the terms of the per-task Δm; "
+        "higher is better)."
+    )
+
+
+def render() -> None:
+    context = site.context()
+    label = site.benchmark_label(context.benchmark, context.protocol_version)
+    rows = data.ranking(context.url, context.version, context.benchmark, context.protocol_version)
+    columns = data.metric_columns(
+        context.url, context.version.results, context.benchmark, context.protocol_version
+    )
+    st.title(f"Ranking: {escape_markdown(label)}")
+    chosen = filters(rows)
+    full = tables.ranking_frame(rows, columns, context.convention, site.shared_params())
+    shown_rows = [row for row in rows if tables.matches(row, chosen)]
+    frame = tables.filter_frame(full, rows, chosen)
+    better = tables.directions(columns, context.convention)
+    shown, sort_by, best_first, exports_cell = table_controls(columns)
+    frame = tables.sort_frame(frame, sort_by, best_first, better)[shown]
+    st.dataframe(
+        frame, hide_index=True, column_config=column_config(columns, context.convention),
+        height="content" if len(frame) <= 25 else 36 * 25, key="ranking_table",
+    )  # fmt: skip
+
+    names = tables.display_names(rows)
+    baseline_ids = sorted({r["baseline_submission_id"] for r in rows} - {None})
+    used = (
+        ", ".join(escape_markdown(names.get(i, f"#{i}")) + f" (#{i})" for i in baseline_ids)
+        or "none trained yet, so no Δm"
+    )
+    st.caption(
+        f"{len(frame)} of {len(rows)} submissions. "
+        f"{escape_markdown(CONVENTIONS[context.convention])}. Baseline: {used}. Δm is the mean "
+        "over seeds ± the half-width of its 95% t interval; a method whose interval overlaps "
+        "that of its tie group's leader shares the leader's rank. Metrics are means over seeds. "
+        "Every result here was "
+        "trained by the platform (reproduced); reported results are not stored yet."
+    )
+    with exports_cell:
+        exports_row(frame, context, better)
+    charts_section(context, shown_rows, rows)
+
+
+if __name__ == "__main__":
+    render()
