@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from db.session import URL_VARIABLE, database_url, transaction
 
@@ -56,13 +57,36 @@ def validate_command(files: Files) -> None:
 
 
 @app.command()
-def submit(ctx: typer.Context, files: Files) -> None:
+def submit(
+    ctx: typer.Context,
+    files: Files,
+    submitter: Annotated[
+        str | None,
+        typer.Option(help="who submits (default: $MTLB_SUBMITTER, else your user name)"),
+    ] = None,
+) -> None:
     """Validate specs, store them with their content hash, queue one job per protocol seed.
 
-    Nothing is stored unless every file is valid.
+    Nothing is stored unless every file is valid and within the submitter's
+    quota ($MTLB_SUBMISSIONS_PER_DAY new submissions per 24 hours, if the
+    operator sets it).
     """
-    from submissions.submit import check_file, store
+    from submissions.loader import printable
+    from submissions.submit import (
+        QuotaExceeded,
+        SubmitError,
+        check_file,
+        quota_from_env,
+        resolve_submitter,
+        store,
+    )
 
+    try:
+        who = resolve_submitter(submitter)
+        quota = quota_from_env()
+    except SubmitError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
     checked = [check_file(path) for path in files]
     problems = [line for c in checked for line in c.lines()]
     for line in problems:
@@ -70,16 +94,23 @@ def submit(ctx: typer.Context, files: Files) -> None:
     if problems:
         err.print(f"nothing stored: {len(problems)} problem(s)", markup=False)
         raise typer.Exit(1)
-    with transaction(ctx.obj) as session:
-        for c in checked:
-            assert c.spec is not None
-            stored = store(session, c.spec, c.source)
-            what = "stored" if stored.created else "already submitted"
-            console.print(
-                f"{c.path}: {what} as #{stored.submission_id} {stored.name}"
-                f" ({stored.spec_hash[:12]}); {stored.jobs_queued} job(s) queued",
-                markup=False,
-            )
+    report = []
+    try:
+        # One transaction: over the quota at the last file, the first ones are not stored either.
+        with transaction(ctx.obj) as session:
+            for c in checked:
+                assert c.spec is not None
+                stored = store(session, c.spec, c.source, who, quota)
+                what = "stored" if stored.created else "already submitted"
+                report.append(
+                    f"{c.path}: {what} as #{stored.submission_id} {stored.name}"
+                    f" ({stored.spec_hash[:12]}); {stored.jobs_queued} job(s) queued"
+                )
+    except QuotaExceeded as e:
+        err.print(f"{printable(str(c.path))}: {e}; nothing stored", markup=False)
+        raise typer.Exit(1) from None
+    for line in report:
+        console.print(line, markup=False)
 
 
 @app.command()
@@ -166,12 +197,15 @@ def status(ctx: typer.Context) -> None:
 
     with transaction(ctx.obj) as session:
         rows = job_counts(session)
-    table = Table("#", "submission", "benchmark", "jobs")
-    for column in table.columns[1:3]:
+    table = Table("#", "submission", "submitter", "benchmark", "jobs")
+    for column in table.columns[1:4]:
         column.no_wrap = True
-    for sid, name, benchmark, counts in rows:
+    table.columns[2].max_width = 20
+    for sid, name, submitter, benchmark, counts in rows:
         jobs = ", ".join(f"{counts[s.value]} {s.value}" for s in JobState if s.value in counts)
-        table.add_row(str(sid), name, benchmark, jobs)
+        # Text, not str: a cell string would be read as Rich markup, and names are the
+        # submitters' ("[/]" would raise, "[link=...]" would render).
+        table.add_row(str(sid), Text(name), Text(submitter), Text(benchmark), jobs)
     console.print(table)
 
 
@@ -189,7 +223,7 @@ def leaderboard(
     command = [
         sys.executable, "-m", "streamlit", "run", spec.origin,
         "--server.headless", "true", "--server.port", str(port), "--server.address", address,
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     raise typer.Exit(subprocess.call(command, env=env))
 

@@ -22,11 +22,15 @@ from pydantic import Field
 import runners.models
 import runners.weighting  # noqa: F401  (registers weighting methods)
 from runners.benchmarks import BENCHMARKS
-from runners.models import ARCHITECTURES, BACKBONES
+from runners.models import ARCHITECTURES, BACKBONES, BackboneChoice
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.registry import Registry, StrictModel, suggestion
+from runners.train import model_size_problem
 from runners.weighting import WEIGHTINGS
-from submissions.loader import SpecError
+from submissions.loader import SpecError, clip, shown
+
+# Beyond this many problems in one file, the rest are counted, not listed.
+MAX_PROBLEMS = 20
 
 SPEC_VERSION = 1
 
@@ -54,6 +58,22 @@ def _section(registry: Registry[Any], extra: dict[str, Any] | None = None) -> An
     return Annotated[Union[tuple(variants)], Field(discriminator="name")]  # noqa: UP007
 
 
+def _backbone() -> Any:
+    """A registered backbone: its name (all its parameters at their defaults) or a section.
+
+    Both forms are normalised to `BackboneChoice.canonical` (see `validate`).
+    """
+    section = _section(BACKBONES)
+    return Annotated[
+        section,
+        pydantic.BeforeValidator(
+            lambda value: {"name": value} if isinstance(value, str) else value,
+            json_schema_input_type=Union[_literal(BACKBONES.names()), section],  # noqa: UP007
+        ),
+        Field(description="registered backbone: its name, or {name, ...its parameters}"),
+    ]
+
+
 Text = Annotated[str, Field(max_length=2000)]
 
 
@@ -68,7 +88,7 @@ SECTIONS: dict[str, Registry[Any]] = {
 @cache
 def spec_model() -> type[StrictModel]:
     """The model of a whole spec file."""
-    backbone = (_literal(BACKBONES.names()), Field(description="registered backbone"))
+    backbone = (_backbone(), ...)
     fields: dict[str, Any] = {
         "spec_version": (Literal[SPEC_VERSION], Field(description="version of the spec format")),
         "name": (
@@ -124,8 +144,14 @@ def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError
     try:
         model = spec_model().model_validate(document)
     except pydantic.ValidationError as e:
-        return None, [_problem(err) for err in e.errors()]
+        errors = e.errors()
+        problems = [_problem(err) for err in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(SpecError("", f"and {len(errors) - MAX_PROBLEMS} more problem(s)"))
+        return None, problems
     normalised = model.model_dump(mode="json")
+    architecture = normalised["architecture"]
+    architecture["backbone"] = BackboneChoice.from_spec(architecture["backbone"]).canonical()
     problems = check_protocol(normalised)
     if problems:
         return None, problems
@@ -133,7 +159,13 @@ def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError
 
 
 def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
-    """What the benchmark's protocol allows; fills in protocol_version when omitted."""
+    """What the benchmark's protocol allows; fills in protocol_version when omitted.
+
+    Epochs, batch size, seeds and resources are not in a spec at all: they
+    are the protocol's.  What a spec does choose is checked against it here:
+    the backbone, the weighting the architecture can use, the learning rate
+    and the size of the model.
+    """
     benchmark = BENCHMARKS.get(spec["benchmark"])
     if spec["protocol_version"] is None:
         spec["protocol_version"] = benchmark.latest_version
@@ -149,14 +181,25 @@ def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
     protocol = benchmark.protocol(spec["protocol_version"])
     problems = []
     arch = ARCHITECTURES.get(spec["architecture"]["name"])
-    if spec["architecture"]["backbone"] not in protocol.backbones:
+    backbone = BackboneChoice.from_spec(spec["architecture"]["backbone"])
+    if backbone.name not in protocol.backbones:
         problems.append(
             SpecError(
                 "architecture.backbone",
-                f"{spec['architecture']['backbone']!r} is not allowed by {benchmark.name}"
+                f"{backbone.name!r} is not allowed by {benchmark.name}"
                 f" v{protocol.version} (allowed: {', '.join(protocol.backbones)})",
             )
         )
+    # What the architecture's parameters must satisfy with this benchmark's tasks and backbone.
+    arch_problems = [
+        SpecError(f"architecture.{field}", message)
+        for field, message in arch.check(
+            tuple(t.name for t in benchmark.tasks),
+            backbone.encoder_type,
+            {k: v for k, v in spec["architecture"].items() if k not in ("name", "backbone")},
+        )
+    ]
+    problems += arch_problems
     if arch.allowed_weightings is not None and spec["weighting"]["name"] not in (
         arch.allowed_weightings
     ):
@@ -168,11 +211,33 @@ def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
                 f" (allowed: {', '.join(sorted(arch.allowed_weightings))})",
             )
         )
+    arch_params = {k: v for k, v in spec["architecture"].items() if k not in ("name", "backbone")}
+    if (
+        not arch_problems
+        and WEIGHTINGS.get(spec["weighting"]["name"]).needs_representation
+        and not arch.provides_representation(
+            tuple(t.name for t in benchmark.tasks), backbone.encoder_type, arch_params
+        )
+    ):
+        problems.append(
+            SpecError(
+                "weighting.name",
+                f"weighting {spec['weighting']['name']!r} works on a shared representation,"
+                f" which architecture {spec['architecture']['name']!r} does not have"
+                " with these parameters",
+            )
+        )
     lr = spec["optimizer"].get("lr")
     if lr is not None and lr > protocol.max_lr:
         problems.append(
             SpecError("optimizer.lr", f"{lr} exceeds the protocol's maximum of {protocol.max_lr}")
         )
+    # The model cannot be built (to count its parameters) with parameters it rejects.
+    too_large = (
+        None if arch_problems else model_size_problem(spec["architecture"], benchmark, protocol)
+    )
+    if too_large is not None:
+        problems.append(SpecError("architecture", too_large))
     return problems
 
 
@@ -180,24 +245,39 @@ def _problem(error: Any) -> SpecError:
     """One pydantic error -> a SpecError naming the field, with name suggestions."""
     loc = [str(part) for part in error["loc"]]
     kind = error["type"]
+    # Pydantic puts the union member's tag in the location: weighting.dwa.temperature,
+    # architecture.mtan.backbone.segnet.width_multiplier.
+    if len(loc) > 1 and loc[0] in SECTIONS and loc[1] in SECTIONS[loc[0]]:
+        del loc[1]
+    if len(loc) > 2 and loc[:2] == ["architecture", "backbone"] and loc[2] in BACKBONES:
+        del loc[2]
+    if kind == "union_tag_invalid" and loc == ["architecture", "backbone"]:
+        tag = error["ctx"]["tag"]
+        known = BACKBONES.names()
+        return SpecError(
+            "architecture.backbone",
+            f"unknown value {shown(tag)}{suggestion(clip(str(tag)), known)}",
+        )
     if kind == "union_tag_invalid":
         ctx = error["ctx"]
         known = re.findall(r"'([^']*)'", ctx["expected_tags"])
         section = ".".join(loc)
         return SpecError(
             f"{section}.name",
-            f"unknown {section} {ctx['tag']!r}{suggestion(str(ctx['tag']), known)}",
+            f"unknown {section} {shown(ctx['tag'])}{suggestion(clip(str(ctx['tag'])), known)}",
         )
     if kind == "union_tag_not_found":
         return SpecError(".".join(loc) + ".name", "missing: every section needs a name")
-    # Pydantic puts the union member's tag in the location: weighting.dwa.temperature.
-    if len(loc) > 1 and loc[0] in SECTIONS and loc[1] in SECTIONS[loc[0]]:
-        del loc[1]
     field = ".".join(loc)
     if kind == "literal_error":
         known = re.findall(r"'([^']*)'", error["ctx"]["expected"])
+        if not known:  # not names: spec_version
+            return SpecError(
+                field, f"unknown value {shown(error['input'])}; expected {error['ctx']['expected']}"
+            )
         return SpecError(
-            field, f"unknown value {error['input']!r}{suggestion(str(error['input']), known)}"
+            field,
+            f"unknown value {shown(error['input'])}{suggestion(clip(str(error['input'])), known)}",
         )
     if kind == "missing":
         return SpecError(field, "missing required field")

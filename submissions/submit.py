@@ -1,16 +1,27 @@
-"""Validating and storing spec files; the single-task baselines of a benchmark."""
+"""Validating and storing spec files; submitters and their quota; the single-task baselines."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sqlalchemy.orm import Session
 
-from db.models import Role, Submission
-from db.queue import campaign, designate_baseline, queue_jobs, store_submission
+from db.models import Role, Submission, utcnow
+from db.queue import (
+    campaign,
+    designate_baseline,
+    queue_jobs,
+    store_submission,
+    submissions_since,
+)
 from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES
 from submissions import loader
@@ -28,8 +39,9 @@ class Checked:
 
     def lines(self) -> list[str]:
         """One line per problem, naming the file and the field."""
+        path = loader.printable(str(self.path))
         return [
-            f"{self.path}: {p.field}: {p.message}" if p.field else f"{self.path}: {p.message}"
+            f"{path}: {p.field}: {p.message}" if p.field else f"{path}: {p.message}"
             for p in self.problems
         ]
 
@@ -43,6 +55,61 @@ def check_file(path: Path) -> Checked:
     return Checked(path, source, spec, problems)
 
 
+SUBMITTER_VARIABLE = "MTLB_SUBMITTER"
+QUOTA_VARIABLE = "MTLB_SUBMISSIONS_PER_DAY"
+QUOTA_WINDOW = timedelta(hours=24)
+
+
+class SubmitError(Exception):
+    """A problem with a submit command as a whole (its submitter, the quota): one line."""
+
+
+class QuotaExceeded(SubmitError):
+    def __init__(self, submitter: str, quota: int) -> None:
+        super().__init__(
+            f"submitter {loader.shown(submitter)} has reached the limit of {quota} new"
+            f" submission(s) per 24 hours (set by the operator: {QUOTA_VARIABLE})"
+        )
+
+
+def resolve_submitter(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """--submitter, else $MTLB_SUBMITTER, else the OS user name (else `uid-N`).
+
+    A submitter is 1 to 100 printable characters; SubmitError otherwise.
+    """
+    if option is not None:
+        name, source = option, "--submitter"
+    elif environ.get(SUBMITTER_VARIABLE):
+        name, source = environ[SUBMITTER_VARIABLE], f"${SUBMITTER_VARIABLE}"
+    else:
+        try:
+            name, source = getpass.getuser(), "the user name"
+        except (OSError, KeyError):  # no user name (a container run with an arbitrary uid)
+            if not hasattr(os, "getuid"):
+                raise SubmitError(
+                    f"cannot tell who submits: pass --submitter NAME or set {SUBMITTER_VARIABLE}"
+                ) from None
+            name, source = f"uid-{os.getuid()}", "the user id"
+    if not (1 <= len(name) <= 100 and name.isprintable() and name.strip()):
+        raise SubmitError(
+            f"{source}: a submitter is 1 to 100 printable characters, got {loader.shown(name)}"
+        )
+    return name
+
+
+def quota_from_env(environ: Mapping[str, str] = os.environ) -> int | None:
+    """New submissions allowed per submitter per 24 hours; None (unset or 0) = unlimited."""
+    raw = environ.get(QUOTA_VARIABLE, "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise SubmitError(
+            f"{QUOTA_VARIABLE} must be a whole number of submissions per day"
+            f" (0 or unset: unlimited), got {loader.shown(raw)}"
+        )
+    return int(raw) or None
+
+
 @dataclass(frozen=True)
 class Stored:
     submission: Submission
@@ -53,8 +120,18 @@ class Stored:
     jobs_queued: int
 
 
-def store(session: Session, spec: ValidSpec, source: str) -> Stored:
-    """Store a valid spec and queue one job per protocol seed (idempotent)."""
+def store(
+    session: Session,
+    spec: ValidSpec,
+    source: str,
+    submitter: str = "",
+    quota: int | None = None,
+) -> Stored:
+    """Store a valid spec and queue one job per protocol seed (idempotent).
+
+    A new submission over `submitter`'s quota raises QuotaExceeded; the
+    caller's transaction then stores nothing.  A duplicate never counts.
+    """
     normalised = spec.normalised
     benchmark = BENCHMARKS.get(normalised["benchmark"])
     protocol = benchmark.protocol(normalised["protocol_version"])
@@ -65,7 +142,15 @@ def store(session: Session, spec: ValidSpec, source: str) -> Stored:
         spec_hash=spec.spec_hash,
         source=source,
         role=Role.BASELINE if single_task else Role.METHOD,
+        submitter=submitter,
     )
+    # The new submission is flushed, so it counts itself.
+    if (
+        created
+        and quota is not None
+        and submissions_since(session, submitter, utcnow() - QUOTA_WINDOW) > quota
+    ):
+        raise QuotaExceeded(submitter, quota)
     jobs = queue_jobs(session, submission, protocol.seeds, campaign(session))
     return Stored(
         submission, submission.id, submission.name, submission.spec_hash, created, len(jobs)
