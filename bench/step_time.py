@@ -9,7 +9,8 @@ the table reports the median step time and its ratio to equal weighting.
 
 It also measures e, the share of an equal-weighting step spent in the shared
 encoder's backward pass, and the bound 1 + (T-1)e on the cost of exact
-per-task gradients (design.md, "Performance notes").
+per-task gradients (design.md, "Performance notes"), and the achieved FLOP/s
+of an equal-weighting step next to a large matrix product's, the ceiling.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES
@@ -89,6 +91,14 @@ def main() -> None:
             times[name].append(step(name))
         shares.append(encoder_backward_share())
 
+    # Throughput: FLOPs of one equal-weighting step (forward + backward, as
+    # counted by torch's FLOP counter) over its median time, next to the
+    # machine's ceiling: a large float32 matrix product on the same threads.
+    with FlopCounterMode(display=False) as counter:
+        step("equal")
+    step_flops = counter.get_total_flops()
+    ceiling = matmul_flops_per_second(args.device)
+
     e = statistics.median(shares)
     bound = 1 + (len(tasks) - 1) * e
     equal = statistics.median(times["equal"])
@@ -99,10 +109,32 @@ def main() -> None:
         f" {args.steps} steps per method"
     )
     print(f"encoder backward share e = {e:.3f}; exact-gradient bound 1 + (T-1)e = {bound:.2f}")
+    achieved = step_flops / equal
+    print(
+        f"equal step: {step_flops / 1e9:.2f} GFLOP, {achieved / 1e9:.1f} GFLOP/s achieved;"
+        f" 4096^2 float32 matmul: {ceiling / 1e9:.1f} GFLOP/s ({100 * achieved / ceiling:.0f}%)"
+    )
     print(f"{'method':<14}{'ms/step':>10}{'x equal':>10}")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:<14}{1000 * median:>10.1f}{median / equal:>10.2f}")
+
+
+def matmul_flops_per_second(device: str, n: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of an n x n float32 matrix product: the ceiling for achieved throughput."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -71,6 +72,8 @@ class Submission(Base):
     spec: Mapped[dict[str, Any]] = mapped_column()
     # The file as submitted, for the site's "raw" view.
     source: Mapped[str] = mapped_column(Text, default="")
+    # Who submitted it (`mtlb submit --submitter`); per-submitter quotas count these.
+    submitter: Mapped[str] = mapped_column(String(200), default="", server_default="", index=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     jobs: Mapped[list[Job]] = relationship(back_populates="submission")
@@ -140,6 +143,9 @@ class Run(Base):
     device: Mapped[str] = mapped_column(String(200))
     wall_time_s: Mapped[float] = mapped_column(Float)
     parameter_count: Mapped[int] = mapped_column(Integer)
+    # Forward FLOPs of one input image (torch's FlopCounterMode: a multiply-add is 2 FLOPs);
+    # NULL for runs recorded before it was measured.
+    flops: Mapped[int | None] = mapped_column(BigInteger, default=None)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     metric_values: Mapped[list[MetricValue]] = relationship(back_populates="run")

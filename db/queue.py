@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -36,15 +37,19 @@ def store_submission(
     spec_hash: str,
     source: str,
     role: Role,
+    submitter: str = "",
 ) -> tuple[Submission, bool]:
     """Store a normalised spec; return (submission, created).
 
-    An identical spec (same hash) returns the stored submission, created=False.
+    An identical spec (same hash) returns the stored submission, created=False
+    (with its first submitter).
     """
     existing = session.scalar(select(Submission).where(Submission.spec_hash == spec_hash))
     if existing is not None:
         return existing, False
     architecture = spec["architecture"]
+    # A backbone at its defaults is normalised to its name, else to {name, ...parameters}.
+    backbone = architecture["backbone"]
     submission = Submission(
         spec_hash=spec_hash,
         name=spec["name"],
@@ -53,16 +58,27 @@ def store_submission(
         benchmark=spec["benchmark"],
         protocol_version=spec["protocol_version"],
         architecture=architecture["name"],
-        backbone=architecture["backbone"],
+        backbone=backbone if isinstance(backbone, str) else backbone["name"],
         weighting=spec["weighting"]["name"],
         optimizer=spec["optimizer"]["name"],
         role=role,
         spec=dict(spec),
         source=source,
+        submitter=submitter,
     )
     session.add(submission)
     session.flush()
     return submission, True
+
+
+def submissions_since(session: Session, submitter: str, since: datetime) -> int:
+    """How many submissions `submitter` has stored since `since` (this transaction's included)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(Submission)
+        .where(Submission.submitter == submitter, Submission.submitted_at >= since)
+    )
+    return int(count or 0)
 
 
 def campaign(session: Session, name: str = INITIAL_CAMPAIGN, reason: str = "") -> Campaign:
@@ -202,15 +218,17 @@ def requeue_running(session: Session) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def job_counts(session: Session) -> list[tuple[int, str, str, dict[str, int]]]:
-    """(submission id, name, benchmark, {state: count}) for the status table."""
+def job_counts(session: Session) -> list[tuple[int, str, str, str, dict[str, int]]]:
+    """(submission id, name, submitter, benchmark, {state: count}) for the status table."""
+    columns = (Submission.id, Submission.name, Submission.submitter, Submission.benchmark)
     rows = session.execute(
-        select(Submission.id, Submission.name, Submission.benchmark, Job.state, func.count())
+        select(*columns, Job.state, func.count())
         .join(Job.submission)
-        .group_by(Submission.id, Submission.name, Submission.benchmark, Job.state)
+        .group_by(*columns, Job.state)
         .order_by(Submission.id)
     )
-    table: dict[int, tuple[int, str, str, dict[str, int]]] = {}
-    for sid, name, benchmark, state, count in rows:
-        table.setdefault(sid, (sid, name, benchmark, {}))[3][JobState(state).value] = count
+    table: dict[int, tuple[int, str, str, str, dict[str, int]]] = {}
+    for sid, name, submitter, benchmark, state, count in rows:
+        counts = table.setdefault(sid, (sid, name, submitter, benchmark, {}))[4]
+        counts[JobState(state).value] = count
     return list(table.values())

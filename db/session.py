@@ -13,9 +13,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Base
@@ -52,6 +53,73 @@ def engine(url: str) -> Engine:
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
     return sessionmaker(engine(database_url(url)), expire_on_commit=False)
+
+
+# What a read-only connection may send: reads, and the statements around them.
+READ_ONLY_STATEMENTS = frozenset({"SELECT", "WITH", "PRAGMA", "SHOW", "SET", "BEGIN", "ROLLBACK"})
+
+
+class ReadOnlyError(PermissionError):
+    """A statement other than a read reached a read-only engine."""
+
+
+def _read_only_url(url: str) -> URL:
+    """A SQLite file URL becomes `file:<path>?mode=ro` (opening it never creates it)."""
+    parsed = make_url(url)
+    name = parsed.database
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not name
+        or name == ":memory:"
+        or name.startswith("file:")
+    ):
+        return parsed
+    return parsed.set(
+        database=Path(name).resolve().as_uri(),
+        query={**parsed.query, "mode": "ro", "uri": "true"},
+    )
+
+
+def _sqlite_read_only_connect(dbapi_connection: Any, _record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    dbapi_connection.execute("PRAGMA query_only = ON")
+    dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+    dbapi_connection.create_function("sqrt", 1, math.sqrt, deterministic=True)
+
+
+def _reject_writes(
+    _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool
+) -> None:
+    words = statement.lstrip(" \t\r\n(").split(None, 1)
+    keyword = words[0].upper() if words else ""
+    if keyword not in READ_ONLY_STATEMENTS:
+        refused = keyword or "empty"
+        raise ReadOnlyError(f"read-only database connection: {refused} statement refused")
+
+
+@cache
+def read_only_engine(url: str) -> Engine:
+    """An engine that can only read: no schema creation, writes refused twice over.
+
+    The statement filter refuses anything but reads before it reaches the
+    database; underneath, SQLite opens the file read-only (`mode=ro`, plus
+    `PRAGMA query_only`) and PostgreSQL runs read-only transactions.
+    """
+    parsed = _read_only_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        made = create_engine(parsed, execution_options={"postgresql_readonly": True})
+    else:
+        made = create_engine(parsed)
+    if made.dialect.name == "sqlite":
+        event.listen(made, "connect", _sqlite_read_only_connect)
+    event.listen(made, "before_cursor_execute", _reject_writes)
+    return made
+
+
+def read_only_session_factory(url: str | None = None) -> sessionmaker[Session]:
+    """Sessions for readers (the site): see `read_only_engine`."""
+    return sessionmaker(read_only_engine(database_url(url)), expire_on_commit=False)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ others go on.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -50,11 +51,31 @@ class RunSummary:
     training_s: float = 0.0  # first job submitted -> last result stored
 
 
-def execute(spec: dict[str, Any], seed: int, cpus: float, gpus: float) -> dict[str, Any]:
-    """Run one job in a Ray worker; never raises, reports the outcome as data."""
-    torch.set_num_threads(max(1, int(cpus)))
-    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+def job_spec(payload: object) -> dict[str, Any]:
+    """The spec of a job from its JSON text; TypeError for anything but a JSON object in a str."""
+    if not isinstance(payload, str):
+        raise TypeError(f"a job's spec travels as a JSON string, got {type(payload).__name__}")
+    spec = json.loads(payload)
+    if not isinstance(spec, dict):
+        raise TypeError(f"a job's spec is a JSON object, got {type(spec).__name__}")
+    return spec
+
+
+def execute(spec_json: str, seed: int, cpus: float, gpus: float) -> dict[str, Any]:
+    """Run one job in a Ray worker; never raises, reports the outcome as data.
+
+    Ray pickles a task's arguments.  So that nothing that came from a submitter
+    is ever pickled, the spec travels as JSON text, parsed here with json.loads;
+    the other arguments are numbers of our own.
+    """
     try:
+        spec = job_spec(spec_json)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if any(isinstance(n, bool) or not isinstance(n, int | float) for n in (cpus, gpus)):
+            raise TypeError("cpus and gpus must be numbers")
+        torch.set_num_threads(max(1, int(cpus)))
+        device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
         result = train(spec, seed, device=device)
     except Diverged as e:
         return {"state": JobState.DIVERGED.value, "error": str(e)}
@@ -115,7 +136,7 @@ def run_jobs(
         protocol = BENCHMARKS.get(spec["benchmark"]).protocol(spec["protocol_version"])
         res = protocol.resources
         ref = remote.options(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=1).remote(
-            spec, item[2], res.cpus, res.gpus
+            json.dumps(spec), item[2], res.cpus, res.gpus
         )
         pending[ref] = item
     try:
@@ -175,6 +196,7 @@ def record(
                         "device": result.device,
                         "wall_time_s": result.wall_time_s,
                         "parameter_count": result.parameter_count,
+                        "flops": result.flops,
                     },
                 ),
             )

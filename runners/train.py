@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import runners.models
 import runners.weighting  # noqa: F401  (registers methods)
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
-from runners.models import ARCHITECTURES, MultiTaskModel
+from runners.models import ARCHITECTURES, BackboneChoice, MultiTaskModel
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.weighting import WEIGHTINGS, StepGraph, Weighting
 
@@ -46,6 +47,7 @@ class RunResult:
     wall_time_s: float
     device: str
     library_versions: dict[str, str] = field(default_factory=dict)
+    flops: int | None = None  # forward FLOPs of one input image
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -57,6 +59,41 @@ def split_component(section: Mapping[str, Any], *reserved: str) -> tuple[str, di
     return str(section["name"]), params
 
 
+def model_from_spec(
+    architecture: Mapping[str, Any], benchmark: Benchmark, *, pretrained: bool = False
+) -> MultiTaskModel:
+    """The model of a spec's `architecture` section, its parameters checked first.
+
+    `pretrained`: start the backbone from its ImageNet weights (the protocol's choice).
+    """
+    arch_name, arch_params = split_component(architecture, "backbone")
+    return ARCHITECTURES.get(arch_name)(
+        benchmark.tasks,
+        BackboneChoice.from_spec(architecture["backbone"], pretrained=pretrained),
+        **dict(ARCHITECTURES.parameters(arch_name).model_validate(arch_params)),
+    )
+
+
+def parameter_count(architecture: Mapping[str, Any], benchmark: Benchmark) -> int:
+    """Parameters of a spec's model, counted without allocating it (built on the meta device)."""
+    with torch.device("meta"):
+        model = model_from_spec(architecture, benchmark)
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_size_problem(
+    architecture: Mapping[str, Any], benchmark: Benchmark, protocol: Protocol
+) -> str | None:
+    """Why the model is too large for the protocol, or None."""
+    count = parameter_count(architecture, benchmark)
+    if count <= protocol.max_parameters:
+        return None
+    return (
+        f"the model has {count:,} parameters; {benchmark.name} v{protocol.version}"
+        f" allows at most {protocol.max_parameters:,}"
+    )
+
+
 def build(
     spec: Mapping[str, Any], benchmark: Benchmark, protocol: Protocol
 ) -> tuple[MultiTaskModel, Weighting, torch.optim.Optimizer, Any]:
@@ -65,17 +102,17 @@ def build(
     Parameters are re-checked through the registries' models: a job carries
     its spec as plain data, and the worker trusts nothing it did not check.
     """
-    arch_name, arch_params = split_component(spec["architecture"], "backbone")
-    backbone = str(spec["architecture"]["backbone"])
+    backbone = BackboneChoice.from_spec(spec["architecture"]["backbone"]).name
     if backbone not in protocol.backbones:
         raise ValueError(
             f"backbone {backbone!r} is not allowed by {benchmark.name} v{protocol.version}"
         )
-    arch = ARCHITECTURES.get(arch_name)
-    model = arch(
-        benchmark.tasks,
-        backbone,
-        **dict(ARCHITECTURES.parameters(arch_name).model_validate(arch_params)),
+    # Counted on the meta device before anything is allocated.
+    too_large = model_size_problem(spec["architecture"], benchmark, protocol)
+    if too_large is not None:
+        raise ValueError(too_large)
+    model = model_from_spec(
+        spec["architecture"], benchmark, pretrained=protocol.pretrained_backbones
     )
     w_name, w_params = split_component(spec["weighting"])
     weighting = WEIGHTINGS.get(w_name)(
@@ -136,7 +173,8 @@ def train(
             index = order[step * protocol.batch_size : (step + 1) * protocol.batch_size]
             representation, outputs = model(train_data["image"][index])
             graph = StepGraph(
-                [t.loss(outputs[t.name], train_data[t.name][index]) for t in tasks],
+                # The model adds auxiliary predictions' losses (deep supervision) if it has any.
+                [model.training_loss(t, outputs, train_data[t.name][index]) for t in tasks],
                 representation,
                 shared,
                 own,
@@ -161,10 +199,12 @@ def train(
             progress(epoch + 1, protocol.epochs)
 
     metrics = evaluate(model, benchmark, protocol, device)
+    flops = forward_flops(model, train_data["image"][:1])
     return RunResult(
         metrics=metrics,
         curves=curves,
         parameter_count=sum(p.numel() for p in model.parameters()),
+        flops=flops,
         wall_time_s=time.perf_counter() - started,
         device=device_name(device),
         library_versions={"torch": torch.__version__, "python": platform.python_version()},
@@ -192,6 +232,15 @@ def evaluate(
             if not math.isfinite(value):
                 raise Diverged(f"test metric {task}.{metric} is not finite: {value}")
     return metrics
+
+
+@torch.no_grad()
+def forward_flops(model: MultiTaskModel, image: torch.Tensor) -> int:
+    """FLOPs of one forward pass in eval mode, as torch counts them (a multiply-add is 2)."""
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    return int(counter.get_total_flops())
 
 
 def device_name(device: str) -> str:

@@ -7,4 +7,7 @@ bash scripts/setup.sh
 echo "== ruff"; ruff check .
 echo "== ruff format"; ruff format --check .
 echo "== mypy"; mypy
+# The site's real-browser test drives Debian's chromium: install it where it is missing.
+command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 echo "== pytest"; python -m pytest "$@"

@@ -1,9 +1,9 @@
 """Benchmarks: a dataset plus a versioned protocol.
 
 The protocol fixes everything a submission may not choose: the tasks, input
-size, epochs, batch size, seeds, allowed backbones, optimiser limits and the
-resources of one job.  Changing any of it means a new version; results of
-different versions never mix.
+size, epochs, batch size, seeds, allowed backbones, optimiser limits, the
+largest model and the resources of one job.  Changing any of it means a new
+version; results of different versions never mix.
 """
 
 from __future__ import annotations
@@ -39,10 +39,15 @@ class Protocol:
     seeds: tuple[int, ...]
     backbones: tuple[str, ...]
     max_lr: float
+    # The largest model a spec may ask for, in parameters (counted on the meta device).
+    max_parameters: int
     # The optimiser of the single-task baseline, as it appears in a spec.
     baseline_optimizer: dict[str, Any] = field(default_factory=dict)
     resources: Resources = Resources()
     description: str = ""
+    # Start every backbone from its ImageNet weights, read from the local weights
+    # folder (`runners.models.pretrained`; never downloaded, never named by a spec).
+    pretrained_backbones: bool = False
 
 
 Batch = dict[str, torch.Tensor]

@@ -88,6 +88,8 @@ BENCHMARKS.register("synthetic-scenes")(
                 seeds=(0, 1, 2),
                 backbones=("small-cnn",),
                 max_lr=0.1,
+                # The default models have 47k (hard-sharing) and 99k (single-task) parameters.
+                max_parameters=5_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
                 description="64x64, 1024 train / 256 test scenes, 10 epochs, batch 32, 3 seeds.",
@@ -112,6 +114,8 @@ BENCHMARKS.register("synthetic-scenes-mini")(
                 seeds=(0, 1, 2),
                 backbones=("small-cnn",),
                 max_lr=0.1,
+                # A smoke test that runs in seconds: wide heads (over ~170 channels) are refused.
+                max_parameters=1_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
                 description="32x32, 64 train / 32 test scenes, 3 epochs, batch 16, 3 seeds.",
