@@ -124,33 +124,17 @@ def test_delta_m_command_on_hand_computed_values(tmp_path: Path) -> None:
         },
     }
     result = json.loads(json.dumps(baseline))
+    command = ["delta-m", "--benchmark", "synthetic-scenes", str(tmp_path / "b.json")]
+    command.append(str(tmp_path / "r.yaml"))
     result["segmentation"]["miou"] = 0.55  # +10% on one of two metrics: +5% for the task
     result["depth"]["abs_err"] = 0.3  # -25% error: +25% on one of two metrics: +12.5%
     (tmp_path / "b.json").write_text(json.dumps(baseline))
     (tmp_path / "r.yaml").write_text(json.dumps(result))
-    out = runner.invoke(
-        app,
-        [
-            "delta-m",
-            "--benchmark",
-            "synthetic-scenes",
-            str(tmp_path / "b.json"),
-            str(tmp_path / "r.yaml"),
-        ],
-    )
+    out = runner.invoke(app, command)
     assert out.exit_code == 0, out.output
     # per task: (5 + 12.5 + 0) / 3 = 5.8333; per metric: -(10 + 25) / 9 = -3.8889
     assert "+5.8333%" in out.output and "-3.8889%" in out.output
     del result["normal"]["within_30"]
     (tmp_path / "r.yaml").write_text(json.dumps(result))
-    out = runner.invoke(
-        app,
-        [
-            "delta-m",
-            "--benchmark",
-            "synthetic-scenes",
-            str(tmp_path / "b.json"),
-            str(tmp_path / "r.yaml"),
-        ],
-    )
+    out = runner.invoke(app, command)
     assert out.exit_code == 1 and "result has no value for normal.within_30" in out.output
