@@ -1,4 +1,4 @@
-"""Metrics of the dense tasks, as mergeable sufficient statistics.
+"""Metrics of the dense and image-level tasks, as mergeable sufficient statistics.
 
 Each task's evaluation keeps one `MetricState`. `update` adds the sufficient
 statistics of one batch (sums and counts) to the state; `merge` adds another
@@ -32,6 +32,7 @@ accident.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -40,17 +41,23 @@ import torch
 
 __all__ = [
     "NORMAL_THRESHOLDS",
+    "ClassificationState",
     "DepthState",
     "Metric",
     "MetricState",
     "NormalState",
+    "RegressionState",
     "SegmentationState",
+    "classification_statistics",
     "depth_statistics",
+    "finish_classification",
     "finish_depth",
     "finish_normal",
+    "finish_regression",
     "finish_segmentation",
     "normal_angles",
     "normal_statistics",
+    "regression_statistics",
     "segmentation_statistics",
 ]
 
@@ -518,3 +525,184 @@ class NormalState(MetricState):
     def bin_width(self) -> float:
         """Histogram bin width in degrees: the median's error bound."""
         return 1.0 / self.bins_per_degree
+
+
+# ---------------------------------------------------------------- classification
+def classification_statistics(
+    prediction: torch.Tensor, target: torch.Tensor, num_classes: int
+) -> Statistics:
+    """Confusion matrix of one batch of image-level class predictions.
+
+    `prediction`: logits (B, C), the predicted class is their argmax (the
+    first maximum on ties); `target`: integer labels (B,) in [0, C).
+
+    Returns ``confusion`` (C x C, int64, row = target class, column =
+    predicted class) and ``nonfinite`` (int64: samples with a non-finite logit).
+    """
+    c = num_classes
+    if prediction.ndim != 2 or prediction.shape[1] != c:
+        raise ValueError(
+            f"prediction must be logits of shape (B, {c}), got {tuple(prediction.shape)}"
+        )
+    if target.shape != prediction.shape[:1]:
+        raise ValueError(
+            f"target must have shape ({prediction.shape[0]},) (B,), got {tuple(target.shape)}"
+        )
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise ValueError(f"target must hold integer labels, got dtype {target.dtype}")
+    labels = target.to(torch.int64)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= c):
+        raise ValueError(
+            f"target labels must lie in [0, {c}), got {int(labels.min())} to {int(labels.max())}"
+        )
+    index = labels * c + prediction.argmax(dim=1)
+    confusion = torch.bincount(index, minlength=c * c).reshape(c, c)
+    nonfinite = (~torch.isfinite(prediction).all(dim=1)).sum()
+    return {"confusion": confusion, "nonfinite": nonfinite.to(torch.int64)}
+
+
+def finish_classification(stats: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Accuracy and balanced accuracy from a confusion matrix ``M`` (row = target).
+
+    ::
+
+        accuracy          = trace(M) / sum(M)
+        balanced_accuracy = mean over {c : sum_k M[c, k] > 0} of M[c, c] / sum_k M[c, k]
+
+    Balanced accuracy is the macro-average of per-class recall: a class
+    absent from the targets is left out of the mean (as scikit-learn's
+    `balanced_accuracy_score` does). Both are nan when no sample was counted
+    or when a sample had a non-finite logit.
+
+    >>> m = torch.tensor([[3, 1], [0, 1]])
+    >>> finish_classification({"confusion": m, "nonfinite": torch.tensor(0)})
+    {'accuracy': 0.8, 'balanced_accuracy': 0.875}
+    """
+    m = stats["confusion"].to(torch.float64)
+    total = float(m.sum())
+    if total == 0 or int(stats["nonfinite"]) > 0:
+        return {"accuracy": NAN, "balanced_accuracy": NAN}
+    support = m.sum(dim=1)
+    present = support > 0
+    recall = m.diagonal()[present] / support[present]
+    return {"accuracy": float(m.trace()) / total, "balanced_accuracy": float(recall.mean())}
+
+
+class ClassificationState(MetricState):
+    """Image-level classification over a split: one int64 confusion matrix.
+
+    See `finish_classification`. Balanced accuracy rather than macro-F1 as
+    the second metric: it is defined whenever a class occurs in the targets
+    (F1 is 0/0 for a class neither present nor predicted), and it shows a
+    model that wins accuracy by always answering the most frequent class.
+    """
+
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("accuracy", True, "correctly classified images / images"),
+        Metric(
+            "balanced_accuracy",
+            True,
+            "mean over classes present in the targets of the class's recall",
+        ),
+    )
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = _check_positive_int("num_classes", num_classes)
+        super().__init__()
+
+    def config(self) -> dict[str, int]:
+        return {"num_classes": self.num_classes}
+
+    def _empty(self) -> Statistics:
+        c = self.num_classes
+        return {
+            "confusion": torch.zeros(c, c, dtype=torch.int64),
+            "nonfinite": torch.zeros((), dtype=torch.int64),
+        }
+
+    def _batch(self, prediction: torch.Tensor, target: torch.Tensor) -> Statistics:
+        return classification_statistics(prediction, target, self.num_classes)
+
+    def _finish(self, stats: Statistics) -> dict[str, float]:
+        return finish_classification(stats)
+
+
+# -------------------------------------------------------------------- regression
+def _scalar_per_image(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.ndim == 2 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.ndim == 1:
+        return x
+    raise ValueError(f"{name} must have shape (B, 1) or (B,), got {tuple(x.shape)}")
+
+
+def regression_statistics(prediction: torch.Tensor, target: torch.Tensor) -> Statistics:
+    """Sums of absolute and squared error of one batch of image-level values, in float64.
+
+    `prediction` and `target`: (B, 1) or (B,). Returns ``abs_sum = sum |p - t|``,
+    ``sq_sum = sum (p - t)^2`` (float64), ``count`` and ``nonfinite``
+    (int64: samples with a non-finite prediction).
+    """
+    p = _scalar_per_image(prediction, "prediction")
+    t = _scalar_per_image(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(
+            f"prediction and target must hold one value per image, "
+            f"got {tuple(prediction.shape)} and {tuple(target.shape)}"
+        )
+    error = p.to(torch.float64) - t.to(torch.float64)
+    return {
+        "abs_sum": error.abs().sum(),
+        "sq_sum": (error * error).sum(),
+        "count": torch.tensor(error.numel(), dtype=torch.int64, device=error.device),
+        "nonfinite": (~torch.isfinite(p)).sum().to(torch.int64),
+    }
+
+
+def finish_regression(stats: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Mean absolute and root-mean-square error over the split.
+
+    ::
+
+        mae  = sum |p - t| / n        rmse = sqrt(sum (p - t)^2 / n)
+
+    Both nan when ``n == 0`` or when a prediction was not finite.
+
+    >>> s = {"abs_sum": torch.tensor(4.0), "sq_sum": torch.tensor(10.0),
+    ...      "count": torch.tensor(2), "nonfinite": torch.tensor(0)}
+    >>> finish_regression(s)
+    {'mae': 2.0, 'rmse': 2.23606797749979}
+    """
+    n = int(stats["count"])
+    if n == 0 or int(stats["nonfinite"]) > 0:
+        return {"mae": NAN, "rmse": NAN}
+    return {"mae": float(stats["abs_sum"]) / n, "rmse": math.sqrt(float(stats["sq_sum"]) / n)}
+
+
+class RegressionState(MetricState):
+    """Image-level regression over a split: float64 error sums and counts.
+
+    See `finish_regression`.
+    """
+
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("mae", False, "sum |p - t| / n over the images"),
+        Metric("rmse", False, "sqrt(sum (p - t)^2 / n) over the images"),
+    )
+
+    def config(self) -> dict[str, int]:
+        return {}
+
+    def _empty(self) -> Statistics:
+        return {
+            "abs_sum": torch.zeros((), dtype=torch.float64),
+            "sq_sum": torch.zeros((), dtype=torch.float64),
+            "count": torch.zeros((), dtype=torch.int64),
+            "nonfinite": torch.zeros((), dtype=torch.int64),
+        }
+
+    def _batch(self, prediction: torch.Tensor, target: torch.Tensor) -> Statistics:
+        return regression_statistics(prediction, target)
+
+    def _finish(self, stats: Statistics) -> dict[str, float]:
+        return finish_regression(stats)

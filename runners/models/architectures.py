@@ -40,6 +40,35 @@ class DecoderHead(nn.Module):
         return out
 
 
+class PooledHead(nn.Module):
+    """Features (B, C, h, w) -> one prediction per image (B, out_channels).
+
+    Global average pooling, then a small MLP: Linear(C, width), ReLU,
+    Linear(width, out_channels).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, width), nn.ReLU(inplace=True), nn.Linear(width, out_channels)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.mlp(features.mean(dim=(2, 3)))
+        return out
+
+
+def make_head(task: Task, in_channels: int, width: int, stride: int) -> nn.Module:
+    """`task`'s head on features at 1/stride resolution; every architecture builds heads here.
+
+    A dense task gets a `DecoderHead` (full-resolution prediction), an
+    image-level one a `PooledHead` (one prediction per image; `stride` unused).
+    """
+    if task.dense:
+        return DecoderHead(in_channels, task.out_channels, width, stride)
+    return PooledHead(in_channels, task.out_channels, width)
+
+
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     if factor <= 1:
         return x
@@ -68,11 +97,8 @@ class SingleTask(MultiTaskModel):
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict(
             {
-                t.name: DecoderHead(
-                    encoders[t.name].out_channels,
-                    t.out_channels,
-                    head_width,
-                    encoders[t.name].stride,
+                t.name: make_head(
+                    t, encoders[t.name].out_channels, head_width, encoders[t.name].stride
                 )
                 for t in tasks
             }
@@ -99,12 +125,7 @@ class HardSharing(MultiTaskModel):
         encoder = self.backbone.build()
         self.encoder = encoder
         self.heads = nn.ModuleDict(
-            {
-                t.name: DecoderHead(
-                    encoder.out_channels, t.out_channels, head_width, encoder.stride
-                )
-                for t in tasks
-            }
+            {t.name: make_head(t, encoder.out_channels, head_width, encoder.stride) for t in tasks}
         )
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import DecoderHead, HeadWidth
+from runners.models.architectures import HeadWidth, make_head
 from runners.models.base import ARCHITECTURES, BackboneChoice, Encoder, Memory, MultiTaskModel
 from runners.tasks import Task
 
@@ -68,9 +68,7 @@ class Branched(MultiTaskModel):
                 self.branches[name] = branch
         self.heads = nn.ModuleDict(
             {
-                t.name: DecoderHead(
-                    self.trunk.out_channels, t.out_channels, head_width, self.trunk.stride
-                )
+                t.name: make_head(t, self.trunk.out_channels, head_width, self.trunk.stride)
                 for t in tasks
             }
         )

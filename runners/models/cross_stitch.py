@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import DecoderHead, HeadWidth
+from runners.models.architectures import HeadWidth, make_head
 from runners.models.base import ARCHITECTURES, BackboneChoice, Encoder, Memory, MultiTaskModel
 from runners.tasks import Task
 
@@ -51,12 +51,7 @@ class CrossStitch(MultiTaskModel):
         # Channels of each task's input to its last stage, to slice the representation.
         self.split = encoder.stage_channels[-2] if self.num_stages > 1 else 3
         self.heads = nn.ModuleDict(
-            {
-                t.name: DecoderHead(
-                    encoder.out_channels, t.out_channels, head_width, encoder.stride
-                )
-                for t in tasks
-            }
+            {t.name: make_head(t, encoder.out_channels, head_width, encoder.stride) for t in tasks}
         )
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

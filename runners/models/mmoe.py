@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import DecoderHead, HeadWidth
+from runners.models.architectures import HeadWidth, make_head
 from runners.models.base import ARCHITECTURES, BackboneChoice, MultiTaskModel
 from runners.tasks import Task
 
 
 @ARCHITECTURES.register("mmoe")
 class MMoE(MultiTaskModel):
-    """Multi-gate Mixture-of-Experts (Ma et al., KDD 2018), for dense tasks.
+    """Multi-gate Mixture-of-Experts (Ma et al., KDD 2018), for dense and image-level tasks.
 
     E expert backbones e_1..e_E see the image; task t's head reads
 
@@ -46,10 +46,7 @@ class MMoE(MultiTaskModel):
             {t.name: nn.Linear(num_experts * self.channels, num_experts) for t in tasks}
         )
         self.heads = nn.ModuleDict(
-            {
-                t.name: DecoderHead(self.channels, t.out_channels, head_width, expert.stride)
-                for t in tasks
-            }
+            {t.name: make_head(t, self.channels, head_width, expert.stride) for t in tasks}
         )
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

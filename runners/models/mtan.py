@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import DecoderHead, HeadWidth
+from runners.models.architectures import HeadWidth, make_head
 from runners.models.backbones import conv_bn_relu
 from runners.models.base import (
     ARCHITECTURES,
@@ -114,9 +114,7 @@ class MTAN(MultiTaskModel):
         )
         self.heads = nn.ModuleDict(
             {
-                t.name: DecoderHead(
-                    self.encoder.out_channels, t.out_channels, head_width, self.encoder.stride
-                )
+                t.name: make_head(t, self.encoder.out_channels, head_width, self.encoder.stride)
                 for t in tasks
             }
         )

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import DecoderHead, HeadWidth, upsample
+from runners.models.architectures import HeadWidth, make_head, upsample
 from runners.models.backbones import conv_bn_relu
 from runners.models.base import (
     ARCHITECTURES,
@@ -46,7 +46,10 @@ class PADNet(MultiTaskModel):
 
         F_t^o = F_t + sum_(u != t) conv_ut(F_u) * sigmoid(conv'_ut(F_u)),
 
-    and each task's decoder head predicts from F_t^o.  The shared
+    and each task's decoder head predicts from F_t^o.  Image-level tasks take
+    part unchanged: the messages pass between feature maps F_u, which every
+    task has, not between predictions; only a task's initial prediction and
+    head are pooled (one value per image; see `make_head`).  The shared
     representation is the concatenation of the F_t: each F_u feeds every
     task's distillation, so the branches are shared; a task's projection,
     messages into it and head are its own.
@@ -80,7 +83,7 @@ class PADNet(MultiTaskModel):
             }
         )
         self.heads = nn.ModuleDict(
-            {t.name: DecoderHead(w, t.out_channels, head_width, self.encoder.stride) for t in tasks}
+            {t.name: make_head(t, w, head_width, self.encoder.stride) for t in tasks}
         )
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -98,7 +101,13 @@ class PADNet(MultiTaskModel):
             outputs[task.name] = self.heads[task.name](distilled)
             if self.training:
                 initial = self.initial[task.name](features[task.name])
-                outputs[auxiliary_key(task.name)] = upsample(initial, self.encoder.stride)
+                # Image-level: the mean over pixels of a 1x1 projection, i.e. a linear map
+                # of the pooled features.
+                outputs[auxiliary_key(task.name)] = (
+                    upsample(initial, self.encoder.stride)
+                    if task.dense
+                    else initial.mean(dim=(2, 3))
+                )
         return representation, outputs
 
     def shared_parameters(self) -> list[nn.Parameter]:

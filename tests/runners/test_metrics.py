@@ -542,3 +542,69 @@ def test_state_follows_the_device_of_the_first_update() -> None:
         on_gpu.merge(on_cpu)
         assert all(v.device.type == "cpu" for v in on_gpu.to_dict()["statistics"].values())
         assert type(pickle.loads(pickle.dumps(on_gpu))).__name__ == type(on_gpu).__name__
+
+
+# ------------------------------------------------- the whole split, not batch means
+# Audit of the protocol (issue 4): every metric is a statistic of all valid
+# pixels of the split, whatever the batches; parts with no valid pixel at all
+# (only ignored labels, zero depth, zero normals) change nothing.
+INVALIDATE: dict[str, Callable[[Arrays], Arrays]] = {
+    "segmentation": lambda d: (d[0], np.full_like(d[1], 255)),
+    "depth": lambda d: (d[0], np.zeros_like(d[1])),
+    "normal": lambda d: (d[0], np.zeros_like(d[1])),
+}
+REFERENCE: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {
+    "segmentation": lambda p, tg: np_segmentation(p, tg, 5),
+    "depth": np_depth,
+    "normal": np_normal,
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_parts_without_valid_pixels_change_nothing(case: str) -> None:
+    make, data = CASES[case]
+    rng = np.random.default_rng(21)
+    pred, target = data(rng)
+    dead_pred, dead_target = INVALIDATE[case](data(rng))
+    whole = make()
+    whole.update(t(pred), t(target))
+    parts = [make() for _ in range(3)]
+    parts[0].update(t(dead_pred), t(dead_target))  # only invalid pixels
+    parts[1].update(t(pred[:2]), t(target[:2]))
+    parts[1].update(t(dead_pred[:1]), t(dead_target[:1]))
+    parts[2].update(t(pred[2:]), t(target[2:]))
+    merged = merged_in_random_tree(rng, parts)
+    assert_close(merged.compute(), whole.compute(), rel=1e-12)
+    # And against the numpy reference over the valid pixels of the whole split.
+    got, want = merged.compute(), REFERENCE[case](pred, target)
+    if case == "normal":
+        assert abs(got.pop("median_angle") - want.pop("median_angle")) <= NormalState().bin_width
+    assert_close(got, want)
+
+
+def test_miou_is_one_confusion_matrix_not_a_mean_over_batches() -> None:
+    state = SegmentationState(2)
+    # Batch 1: 1 pixel of class 0, right.  Batch 2: 3 pixels of class 1, one predicted 0.
+    state.update(onehot_logits([[0]], 2), t([[[0]]]))
+    state.update(onehot_logits([[1, 1, 0]], 2), t([[[1, 1, 1]]]))
+    # Whole split: class 0 IoU 1 / (1 + 1) = 0.5, class 1 IoU 2 / 3 -> mIoU 7/12;
+    # pixel acc 3/4.  (Batch means would give mIoU (1 + (0 + 2/3) / 2) / 2 = 2/3.)
+    assert state.compute()["miou"] == pytest.approx(7 / 12, rel=EXACT)
+    assert state.compute()["pixel_acc"] == pytest.approx(3 / 4, rel=EXACT)
+
+
+def test_normal_median_is_over_all_pixels_of_the_split() -> None:
+    state = NormalState()
+    # Batch 1: angles 10, 20, 29 degrees.  Batch 2: 40 and 50 (and an invalid pixel).
+    up = normal_at(0)
+    state.update(normals_image([normal_at(a) for a in (10, 20, 29)]), normals_image([up] * 3))
+    state.update(
+        normals_image([normal_at(a) for a in (40, 50, 0)]),
+        normals_image([up, up, [0.0, 0.0, 0.0]]),
+    )
+    got = state.compute()
+    # Median of {10, 20, 29, 40, 50} is 29 (batch medians would give (20 + 45) / 2 = 32.5).
+    assert abs(got["median_angle"] - 29.0) <= state.bin_width
+    assert got["mean_angle"] == pytest.approx(149 / 5, rel=EXACT)
+    assert got["within_30"] == pytest.approx(3 / 5, rel=EXACT)
+    assert got["within_11_25"] == pytest.approx(1 / 5, rel=EXACT)

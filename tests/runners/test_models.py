@@ -11,11 +11,14 @@ from torch import nn
 
 from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES, BACKBONES, BackboneChoice, MultiTaskModel
+from runners.tasks import Classification, Depth, Normal, Regression, Segmentation, Task
 from runners.weighting import StepGraph
 from runners.weighting.base import flatten, task_jacobian
 
 TASKS = BENCHMARKS.get("synthetic-scenes").tasks
 NAMES = tuple(t.name for t in TASKS)
+# Dense tasks, and image-level ones of mixed type (classification and regression).
+TASK_SETS = {"scenes": TASKS, "shapes": BENCHMARKS.get("synthetic-shapes").tasks}
 
 
 @pytest.fixture(autouse=True)
@@ -33,70 +36,103 @@ def cheap(backbone: str) -> BackboneChoice:
 
 
 # Architecture parameters besides the defaults worth checking, as functions of the
-# backbone's number of stages n.  Each gives (parameters, whether tasks share parameters).
+# backbone's number of stages n and the task names.
 VARIANTS: dict[str, dict[str, Any]] = {
     "branched": {
         # A tree with three branch points: stage 1 shared by all, stage n shared by none.
-        "tree": lambda n: {"branch_points": {NAMES[0]: 1, NAMES[1]: n - 1, NAMES[2]: n}},
+        "tree": lambda n, names: {"branch_points": {names[0]: 1, names[1]: n - 1, names[2]: n}},
         # Every task branches after stage 1: the trunk's output is a shared representation.
-        "fork": lambda n: {"branch_points": dict.fromkeys(NAMES, 1)},
+        "fork": lambda n, names: {"branch_points": dict.fromkeys(names, 1)},
         # Two tasks share the first stage; the third shares nothing.
-        "loner": lambda n: {"branch_points": {NAMES[0]: 0, NAMES[1]: 1, NAMES[2]: 1}},
+        "loner": lambda n, names: {"branch_points": {names[0]: 0, names[1]: 1, names[2]: 1}},
     }
 }
 
 
 def cases() -> Iterator[Any]:
     for architecture in ARCHITECTURES:
-        variants = {"": lambda n: {}, **VARIANTS.get(architecture, {})}
+        variants = {"": lambda n, names: {}, **VARIANTS.get(architecture, {})}
         for variant in variants:
             for backbone in BACKBONES:
                 # 64x64 (the benchmark's size) on its backbone; shapes at 64 for all elsewhere.
                 for size in (32, 64) if backbone == "small-cnn" else (32,):
                     name = f"{architecture}{':' + variant if variant else ''}-{backbone}-{size}"
-                    yield pytest.param(architecture, variant, backbone, size, id=name)
+                    yield pytest.param(architecture, variant, backbone, size, "scenes", id=name)
+            # Image-level tasks on the backbone and at the size of synthetic-shapes.
+            name = f"{architecture}{':' + variant if variant else ''}-small-cnn-32-shapes"
+            yield pytest.param(architecture, variant, "small-cnn", 32, "shapes", id=name)
 
 
-def build(architecture: str, variant: str, backbone: str) -> MultiTaskModel:
+def build(
+    architecture: str, variant: str, backbone: str, tasks: tuple[Task, ...] = TASKS
+) -> MultiTaskModel:
     choice = cheap(backbone)
-    kwargs = VARIANTS[architecture][variant](choice.encoder_type.num_stages) if variant else {}
+    names = tuple(t.name for t in tasks)
+    kwargs = (
+        VARIANTS[architecture][variant](choice.encoder_type.num_stages, names) if variant else {}
+    )
     torch.manual_seed(0)
-    model = ARCHITECTURES.get(architecture)(TASKS, choice, **kwargs)
+    model = ARCHITECTURES.get(architecture)(tasks, choice, **kwargs)
     return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
-def batch(size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def random_target(task: Task, size: int, g: torch.Generator) -> torch.Tensor:
+    """A batch of two targets for `task` at `size` x `size`."""
+    if isinstance(task, Segmentation):
+        return torch.randint(0, task.num_classes, (2, size, size), generator=g)
+    if isinstance(task, Depth):
+        return torch.rand(2, 1, size, size, generator=g) + 0.1
+    if isinstance(task, Normal):
+        return torch.nn.functional.normalize(torch.randn(2, 3, size, size, generator=g), dim=1)
+    if isinstance(task, Classification):
+        return torch.randint(0, task.num_classes, (2,), generator=g)
+    assert isinstance(task, Regression)
+    # Counts from 1 to 4: above an untrained head's outputs, so that the two images' L1
+    # gradients have the same sign and cannot cancel in a bias's gradient.
+    return 1 + 3 * torch.rand(2, generator=g)
+
+
+def batch(
+    size: int, tasks: tuple[Task, ...] = TASKS
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     image = torch.randn(2, 3, size, size, generator=g)
-    targets = {
-        "segmentation": torch.randint(0, 6, (2, size, size), generator=g),
-        "depth": torch.rand(2, 1, size, size, generator=g) + 0.1,
-        "normal": torch.nn.functional.normalize(torch.randn(2, 3, size, size, generator=g), dim=1),
-    }
+    targets = {t.name: random_target(t, size, g) for t in tasks}
     return image.contiguous(memory_format=torch.channels_last), targets
+
+
+def prediction_shape(task: Task, batch_size: int, size: int) -> tuple[int, ...]:
+    """Dense: one prediction per pixel at the input's size; image-level: one per image."""
+    if task.dense:
+        return (batch_size, task.out_channels, size, size)
+    return (batch_size, task.out_channels)
 
 
 def nonzero(grad: torch.Tensor | None) -> bool:
     return grad is not None and bool(grad.abs().sum() > 0)
 
 
-@pytest.mark.parametrize(("architecture", "variant", "backbone", "size"), list(cases()))
-def test_architecture_contract(architecture: str, variant: str, backbone: str, size: int) -> None:
-    model = build(architecture, variant, backbone)
-    image, targets = batch(size)
+@pytest.mark.parametrize(("architecture", "variant", "backbone", "size", "task_set"), list(cases()))
+def test_architecture_contract(
+    architecture: str, variant: str, backbone: str, size: int, task_set: str
+) -> None:
+    tasks = TASK_SETS[task_set]
+    model = build(architecture, variant, backbone, tasks)
+    image, targets = batch(size, tasks)
 
-    # Predictions at full resolution with each task's channels, in training and in evaluation.
+    # Predictions with each task's channels (dense ones at full resolution), in training and
+    # in evaluation.
     for train in (False, True):
         model.train(train)
         representation, outputs = model(image)
-        for task in TASKS:
-            assert outputs[task.name].shape == (2, task.out_channels, size, size), task.name
-    losses = [model.training_loss(t, outputs, targets[t.name]) for t in TASKS]
+        for task in tasks:
+            assert outputs[task.name].shape == prediction_shape(task, 2, size), task.name
+    losses = [model.training_loss(t, outputs, targets[t.name]) for t in tasks]
     assert all(bool(torch.isfinite(loss)) for loss in losses)
 
     # Every parameter is either shared or one task's own, exactly once.
     shared = model.shared_parameters()
-    own = {t.name: model.task_parameters(t.name) for t in TASKS}
+    own = {t.name: model.task_parameters(t.name) for t in tasks}
     listed = [id(p) for p in shared] + [id(p) for ps in own.values() for p in ps]
     assert sorted(listed) == sorted(id(p) for p in model.parameters())
 
@@ -104,7 +140,7 @@ def test_architecture_contract(architecture: str, variant: str, backbone: str, s
     # and every shared parameter is something at least two tasks' losses depend on.
     everything = list(model.parameters())
     users = {id(p): 0 for p in shared}
-    for t, loss in zip(TASKS, losses, strict=True):
+    for t, loss in zip(tasks, losses, strict=True):
         grads = torch.autograd.grad(loss, everything, retain_graph=True, allow_unused=True)
         by_id = {id(p): g for p, g in zip(everything, grads, strict=True)}
         for u, params_u in own.items():
@@ -123,16 +159,16 @@ def test_architecture_contract(architecture: str, variant: str, backbone: str, s
     if representation is not None:
         expected = []
         own_grads = []
-        for t, loss in zip(TASKS, losses, strict=True):
+        for t, loss in zip(tasks, losses, strict=True):
             grads = torch.autograd.grad(loss, [*shared, *own[t.name]], retain_graph=True)
             expected.append(flatten(grads[: len(shared)], shared))
             own_grads.append(grads[len(shared) :])
         model.zero_grad(set_to_none=True)
-        graph = StepGraph(losses, representation, shared, [own[t.name] for t in TASKS])
+        graph = StepGraph(losses, representation, shared, [own[t.name] for t in tasks])
         # float32 sums in another order: agreement to 1e-4 relative.
         tolerance = {"rtol": 1e-4, "atol": 1e-6}
         torch.testing.assert_close(task_jacobian(graph), torch.stack(expected), **tolerance)
-        for t, grads in zip(TASKS, own_grads, strict=True):
+        for t, grads in zip(tasks, own_grads, strict=True):
             for p, g in zip(own[t.name], grads, strict=True):
                 torch.testing.assert_close(p.grad, g, **tolerance)
 
