@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -73,6 +73,45 @@ class Weighting(nn.Module, abc.ABC):
     def end_epoch(self, mean_losses: torch.Tensor) -> None:
         """Called after each epoch with the (T,) mean training losses of that epoch."""
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs of this method, as tensors and plain data.
+
+        Per sub-module: its parameters, its buffers (None included: a lazily
+        created buffer is state too) and its private attributes (`_name`:
+        running averages, loss histories, generators, ...); public attributes
+        are hyper-parameters, rebuilt by the constructor.  Loadable with
+        `torch.load(weights_only=True)`.
+        """
+        return {
+            path: {
+                "parameters": dict(module._parameters),
+                "buffers": dict(module._buffers),
+                "attributes": {
+                    name: _encode(value)
+                    for name, value in vars(module).items()
+                    if _is_state(name, value)
+                },
+            }
+            for path, module in self.named_modules()
+        }
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore what `checkpoint_state` saved, onto this method's current device."""
+        modules = dict(self.named_modules())
+        for path, saved in state.items():
+            module = modules[path]
+            with torch.no_grad():
+                for name, value in saved["parameters"].items():
+                    parameter = module._parameters[name]
+                    if parameter is not None and value is not None:
+                        parameter.copy_(value)
+            for name, value in saved["buffers"].items():
+                current = module._buffers.get(name)
+                device = current.device if current is not None else None
+                module._buffers[name] = None if value is None else value.to(device)
+            for name, value in saved["attributes"].items():
+                setattr(module, name, _decode(value, getattr(module, name, None), name))
+
     def extra_repr(self) -> str:
         hidden = {"num_tasks", "training"}
         public = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in hidden}
@@ -99,6 +138,82 @@ class LossWeighting(Weighting):
             total = total + extra
         total.backward()
         return weights.detach()
+
+
+# Attributes every nn.Module has: not a method's state.
+_MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+
+
+def _is_state(name: str, value: object) -> bool:
+    return (
+        name.startswith("_")
+        and name not in _MODULE_ATTRIBUTES
+        and not isinstance(value, nn.Module)
+        and _encodable(value)
+    )
+
+
+def _encodable(value: object) -> bool:
+    if value is None or isinstance(
+        value, bool | int | float | str | torch.Tensor | torch.Generator | torch.dtype
+    ):
+        return True
+    if isinstance(value, torch.optim.Optimizer):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_encodable(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _encodable(v) for k, v in value.items())
+    # Anything else (a solver's projector, a function) is configuration the constructor built.
+    return False
+
+
+def _encode(value: Any) -> Any:
+    """A state attribute as data `torch.load(weights_only=True)` accepts (tagged where needed)."""
+    if isinstance(value, torch.Generator):
+        return {"generator": value.get_state()}
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.optim.Optimizer):
+        return {"optimizer": value.state_dict()}
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {"dict": {k: _encode(v) for k, v in value.items()}}
+    return value
+
+
+def _decode(value: Any, current: Any, name: str) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, None, name) for v in value]
+    if not isinstance(value, dict):
+        if isinstance(value, torch.Tensor) and isinstance(current, torch.Tensor):
+            return value.to(current.device)
+        return value
+    if "generator" in value:
+        generator = current if isinstance(current, torch.Generator) else torch.Generator()
+        generator.set_state(value["generator"].cpu())
+        return generator
+    if "dtype" in value:
+        dtype = getattr(torch, value["dtype"])
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"checkpoint attribute {name}: {value['dtype']!r} is not a dtype")
+        return dtype
+    if "tuple" in value:
+        return tuple(_decode(v, None, name) for v in value["tuple"])
+    if "dict" in value:
+        return {k: _decode(v, None, name) for k, v in value["dict"].items()}
+    if "optimizer" in value:
+        if not isinstance(current, torch.optim.Optimizer):
+            raise TypeError(
+                f"checkpoint attribute {name}: an optimiser's state needs the optimiser"
+                " built first; the method must override load_checkpoint_state"
+            )
+        current.load_state_dict(value["optimizer"])
+        return current
+    raise ValueError(f"checkpoint attribute {name}: unknown entry {sorted(value)}")
 
 
 PROPERTIES: dict[str, str] = {

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
@@ -62,6 +62,15 @@ class FAMO(LossWeighting):
         z = torch.softmax(self.logits, dim=0).to(current.dtype)
         c = (z / current).sum()
         return z / (c * current)
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        # The logits' Adam is built lazily, so a fresh method has none to load into.
+        saved = state[""]["attributes"].get("_optimizer")
+        rest = {**state[""], "attributes": {**state[""]["attributes"], "_optimizer": None}}
+        super().load_checkpoint_state({**state, "": rest})
+        if saved is not None:
+            self._optimizer = torch.optim.Adam([self.logits], lr=self.w_lr, weight_decay=self.gamma)
+            self._optimizer.load_state_dict(saved["optimizer"])
 
     def _update_logits(self, delta: torch.Tensor) -> None:
         logits = self.logits
