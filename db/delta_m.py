@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Float, Select, and_, case, cast, func, literal, select
 
-from db.models import Baseline, MetricValue, Run
+from db.models import Baseline, Job, MetricValue, Run
 
 Metrics = Mapping[str, Mapping[str, float]]
 Directions = Mapping[str, Mapping[str, bool]]
@@ -97,8 +97,38 @@ def delta_m(result: Metrics, baseline: Metrics, higher_is_better: Directions) ->
 # SQL: the same computation, run by the database.
 
 
+def original_campaigns() -> Select[int, int, int]:
+    """(submission_id, protocol_version, campaign_id): each submission's original campaign.
+
+    The original campaign of a submission under a protocol version is the
+    first campaign (lowest id) with a run of it under that version: normally
+    `initial`; for a rerun under a new version, that rerun.  Rankings and
+    baselines use its runs only, so that later reruns (`mtlb rerun`) are
+    compared with the original rather than mixed into it.
+    """
+    return (
+        select(
+            Run.submission_id,
+            Run.protocol_version,
+            func.min(Job.campaign_id).label("campaign_id"),
+        )
+        .join(Job, Job.id == Run.job_id)
+        .group_by(Run.submission_id, Run.protocol_version)
+    )
+
+
 def baseline_values() -> Select[tuple[str, int, str, int, str, str, float, int]]:
-    """B(t, k) per (benchmark, version, backbone): the mean over the designated baseline's runs."""
+    """B(t, k) per (benchmark, version, backbone): the mean over the designated baseline's runs.
+
+    The runs of that version in the baseline's original campaign
+    (`original_campaigns`): a rerun of the baseline, or a run of it under
+    another version, leaves every Δm as it was.
+    """
+    original = (
+        original_campaigns()
+        .where(Run.submission_id.in_(select(Baseline.submission_id)))
+        .subquery("original")
+    )
     return (
         select(
             Baseline.benchmark,
@@ -110,7 +140,23 @@ def baseline_values() -> Select[tuple[str, int, str, int, str, str, float, int]]
             func.avg(MetricValue.value).label("value"),
             func.count(MetricValue.run_id).label("baseline_runs"),
         )
-        .join(Run, Run.submission_id == Baseline.submission_id)
+        .join(
+            Run,
+            and_(
+                Run.submission_id == Baseline.submission_id,
+                Run.benchmark == Baseline.benchmark,
+                Run.protocol_version == Baseline.protocol_version,
+            ),
+        )
+        .join(Job, Job.id == Run.job_id)
+        .join(
+            original,
+            and_(
+                original.c.submission_id == Run.submission_id,
+                original.c.protocol_version == Run.protocol_version,
+                original.c.campaign_id == Job.campaign_id,
+            ),
+        )
         .join(MetricValue, MetricValue.run_id == Run.id)
         .group_by(
             Baseline.benchmark,
@@ -236,6 +282,7 @@ __all__ = [
     "DeltaM",
     "baseline_values",
     "delta_m",
+    "original_campaigns",
     "relative_deltas",
     "run_delta_m",
     "submission_delta_m",

@@ -110,6 +110,10 @@ class Job(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
     seed: Mapped[int] = mapped_column(Integer)
+    # The protocol version the job trains under: the submission's, or a rerun's
+    # (`mtlb rerun --protocol-version`).  NULL (jobs queued before the column
+    # existed) means the submission's version.
+    protocol_version: Mapped[int | None] = mapped_column(Integer, default=None)
     state: Mapped[JobState] = mapped_column(
         Enum(JobState, native_enum=False, length=20), default=JobState.QUEUED, index=True
     )
@@ -118,6 +122,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # The lease of a running job: which dispatcher holds it ("host:pid:random") and
+    # until when.  The holder renews it while the job runs; once it has expired
+    # (the dispatcher died), any dispatcher may put the job back in the queue.
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     submission: Mapped[Submission] = relationship(back_populates="jobs")
     campaign: Mapped[Campaign] = relationship()
@@ -146,6 +155,12 @@ class Run(Base):
     # Forward FLOPs of one input image (torch's FlopCounterMode: a multiply-add is 2 FLOPs);
     # NULL for runs recorded before it was measured.
     flops: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # {parameter path: value} of the submission's tuning that this run trained with
+    # (`tunings.chosen`); NULL for a run of a spec without a search space.
+    tuned_values: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The epoch whose checkpoint the job's last attempt resumed from (an earlier attempt's
+    # node died); NULL: trained in one go.  The metrics are the same either way.
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     metric_values: Mapped[list[MetricValue]] = relationship(back_populates="run")
@@ -175,6 +190,92 @@ class CurveValue(Base):
     task: Mapped[str] = mapped_column(String(100), primary_key=True)
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class Tuning(Base):
+    """The equal-budget tuning of a submission with a search space (`runners.tuning`).
+
+    One per submission (a unique constraint: concurrent dispatchers agree on the
+    first one stored); its seed jobs train with `chosen`.
+    """
+
+    __tablename__ = "tunings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    # {parameter path: value}, e.g. {"optimizer.lr": 0.003}.
+    chosen: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # [{values, state, objective, metrics, error}] in the order Tune created them; the
+    # first is the spec's own values.
+    trials: Mapped[list[Any]] = mapped_column(JSON)
+    trial_budget: Mapped[int] = mapped_column(Integer)
+    validation_size: Mapped[int] = mapped_column(Integer)
+    objective: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReportedResult(Base):
+    """Results reported in a paper (`mtlb reported import`): one value per metric and a citation.
+
+    Not trained by the platform: no runs, no seeds, no confidence interval.
+    Shown next to the platform's runs of the same architecture, weighting and
+    backbone, marked "reported"; its Δm is taken against the reported baseline
+    (`ReportedBaseline`) of the same benchmark, version and backbone, never
+    against runs.
+    """
+
+    __tablename__ = "reported_results"
+    __table_args__ = (UniqueConstraint("benchmark", "protocol_version", "name", "citation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    benchmark: Mapped[str] = mapped_column(String(100))
+    protocol_version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    architecture: Mapped[str] = mapped_column(String(100))
+    weighting: Mapped[str] = mapped_column(String(100))
+    backbone: Mapped[str] = mapped_column(String(100))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    citation: Mapped[str] = mapped_column(String(1000))
+    url: Mapped[str] = mapped_column(String(1000), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    # The file it was imported from (its name), and when it last changed.
+    source_file: Mapped[str] = mapped_column(String(300), default="")
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    metric_values: Mapped[list[ReportedMetricValue]] = relationship(
+        back_populates="reported", cascade="all, delete-orphan"
+    )
+
+
+class ReportedMetricValue(Base):
+    """One metric value of a reported result, in the units of `runners.metrics`."""
+
+    __tablename__ = "reported_metric_values"
+
+    reported_id: Mapped[int] = mapped_column(ForeignKey("reported_results.id"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    # Order of the metric within its task; 0 is the task's headline metric.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    reported: Mapped[ReportedResult] = relationship(back_populates="metric_values")
+
+
+class ReportedBaseline(Base):
+    """Which reported result is the baseline of reported Δm for a (benchmark, version, backbone).
+
+    Explicit, like `Baseline` for runs: a reported Δm names the paper values it
+    was measured against.
+    """
+
+    __tablename__ = "reported_baselines"
+
+    benchmark: Mapped[str] = mapped_column(String(100), primary_key=True)
+    protocol_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(100), primary_key=True)
+    reported_id: Mapped[int] = mapped_column(ForeignKey("reported_results.id"))
 
 
 Index("ix_metric_values_task_metric", MetricValue.task, MetricValue.metric)

@@ -7,11 +7,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.delta_m import PER_METRIC, PER_TASK, relative_deltas, run_delta_m
-from db.models import Baseline, Campaign, CurveValue, Job, JobState, MetricValue, Run, Submission
+from db import reported
+from db.delta_m import PER_METRIC, PER_TASK, original_campaigns, relative_deltas, run_delta_m
+from db.models import (
+    Baseline,
+    Campaign,
+    CurveValue,
+    Job,
+    JobState,
+    MetricValue,
+    Run,
+    Submission,
+    Tuning,
+)
+from db.reruns import reproduced
 
 PENDING_STATES = (JobState.QUEUED, JobState.RUNNING)
 FAILED_STATES = (JobState.FAILED, JobState.DIVERGED)
@@ -20,9 +32,10 @@ FAILED_STATES = (JobState.FAILED, JobState.DIVERGED)
 class DataVersion(NamedTuple):
     """A cheap fingerprint of what the site shows, in two parts that change at different rates.
 
-    `results`: counts and maximum ids of submissions and runs, and the
-    designated baselines: it moves when a submission is stored, a result
-    lands or a baseline changes.  `jobs`: the maximum job id and the number of
+    `results`: counts and maximum ids of submissions and runs, the
+    designated baselines and reported results (`db.reported.fingerprint`): it
+    moves when a submission is stored, a result lands, a baseline changes or
+    reported results are imported.  `jobs`: the maximum job id and the number of
     jobs per state: it moves whenever a job is queued, claimed or finished.
     The site reads it on every page run, uncached, and keys each cached query
     on the part it depends on, so new results show at once and the costly
@@ -53,19 +66,66 @@ def data_version(session: Session) -> DataVersion:
     ).all()
     last_job = session.scalar(select(func.max(Job.id)))
     return DataVersion(
-        results=(tuple(counts), tuple(tuple(b) for b in baselines)),
+        results=(tuple(counts), tuple(tuple(b) for b in baselines), reported.fingerprint(session)),
         jobs=(last_job, tuple((str(state), n) for state, n in states)),
     )
 
 
 def benchmark_versions(session: Session) -> list[tuple[str, int]]:
-    """(benchmark, protocol version) pairs that have submissions, newest version first."""
-    rows = session.execute(
-        select(Submission.benchmark, Submission.protocol_version)
-        .distinct()
-        .order_by(Submission.benchmark, Submission.protocol_version.desc())
+    """(benchmark, protocol version) pairs that have submissions or reported results, newest first.
+
+    A version that only reruns use (`mtlb rerun --protocol-version`) counts too.
+    """
+    own = select(Submission.benchmark, Submission.protocol_version)
+    reruns = (
+        select(Submission.benchmark, Job.protocol_version)
+        .join(Job, Job.submission_id == Submission.id)
+        .where(Job.protocol_version.is_not(None))
     )
-    return [(b, v) for b, v in rows]
+    pairs = {(b, int(v)) for b, v in session.execute(own.union(reruns))}
+    pairs |= reported.benchmark_versions(session)  # paper results alone show a version too
+    return sorted(pairs, key=lambda pair: (pair[0], -pair[1]))
+
+
+def job_version() -> Any:
+    """A job's protocol version as SQL: its own, else (rows before the column) its submission's."""
+    return func.coalesce(Job.protocol_version, Submission.protocol_version)
+
+
+def in_version(benchmark: str, version: int) -> Any:
+    """Submissions shown under a benchmark version: its own, and those rerun under it."""
+    rerun = select(Job.submission_id).where(Job.protocol_version == version)
+    return and_(
+        Submission.benchmark == benchmark,
+        or_(Submission.protocol_version == version, Submission.id.in_(rerun)),
+    )
+
+
+def original_runs(benchmark: str, version: int) -> Select[int]:
+    """Ids of the runs of a benchmark version in each submission's original campaign.
+
+    The original campaign (`db.delta_m.original_campaigns`) is the first with
+    runs of the submission under this version; the ranking is computed from
+    its runs, and reruns are shown beside it, never mixed in.
+    """
+    original = (
+        original_campaigns()
+        .where(Run.benchmark == benchmark, Run.protocol_version == version)
+        .subquery("original")
+    )
+    return (
+        select(Run.id)
+        .join(Job, Job.id == Run.job_id)
+        .join(
+            original,
+            and_(
+                original.c.submission_id == Run.submission_id,
+                original.c.protocol_version == Run.protocol_version,
+                original.c.campaign_id == Job.campaign_id,
+            ),
+        )
+        .where(Run.benchmark == benchmark, Run.protocol_version == version)
+    )
 
 
 @dataclass(frozen=True)
@@ -106,6 +166,13 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
     (`{convention}_mean`, `{convention}_std`; the std is None for one run, both
     None without a trained baseline) are taken here, and the runs' values are
     kept in `run_deltas` for confidence intervals and tests.
+
+    Everything is computed from the runs of each submission's original
+    campaign (`original_runs`).  Reruns add `original_campaign_id`,
+    `rerun_campaign` (the latest other campaign with Δm, or None),
+    `rerun_seeds`, `rerun_{convention}_mean` and `{convention}_reproduced`
+    (`db.reruns.reproduced` of that latest rerun against the original: True,
+    False, or None when not judged).
     """
     runs = (
         select(
@@ -117,7 +184,7 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
             func.max(Run.device).label("device"),
             func.max(Run.finished_at).label("last_result"),
         )
-        .where(Run.benchmark == benchmark, Run.protocol_version == version)
+        .where(Run.id.in_(original_runs(benchmark, version)))
         .group_by(Run.submission_id)
         .subquery("runs")
     )
@@ -144,18 +211,34 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
             runs.c.last_result,
         )
         .outerjoin(runs, runs.c.submission_id == Submission.id)
-        .where(Submission.benchmark == benchmark, Submission.protocol_version == version)
+        .where(in_version(benchmark, version))
         .order_by(Submission.id)
     ).mappings()
     table = [dict(row) for row in rows]
     means = metric_means(session, benchmark, version)
-    per_run: dict[int, list[dict[str, Any]]] = {}
+    originals = _original_campaign_ids(session, benchmark, version)
+    per_run: dict[int, dict[int, list[dict[str, Any]]]] = {}
     for delta in run_deltas(session, benchmark, version):
-        per_run.setdefault(delta["submission_id"], []).append(delta)
+        campaigns = per_run.setdefault(delta["submission_id"], {})
+        campaigns.setdefault(delta["campaign_id"], []).append(delta)
+    names = dict(session.execute(select(Campaign.id, Campaign.name)).all()) if per_run else {}
     for row in table:
         row["metrics"] = means.get(row["id"], {})
-        deltas = per_run.get(row["id"], [])
+        original = originals.get(row["id"])
+        by_campaign = per_run.get(row["id"], {})
+        deltas = by_campaign.get(original, []) if original is not None else []
         row["run_deltas"] = deltas
+        row["original_campaign_id"] = original
+        reruns = sorted(c for c in by_campaign if c != original)
+        latest = by_campaign[reruns[-1]] if reruns else []
+        row["rerun_campaign"] = names.get(reruns[-1]) if reruns else None
+        row["rerun_seeds"] = len(latest)
+        for convention in (PER_TASK, PER_METRIC):
+            rerun_values = [d[convention] for d in latest]
+            row[f"rerun_{convention}_mean"] = mean_std(rerun_values)[0]
+            row[f"{convention}_reproduced"] = reproduced(
+                [d[convention] for d in deltas], rerun_values
+            )
         row["baseline_submission_id"] = max(
             (d["baseline_submission_id"] for d in deltas), default=None
         )
@@ -163,7 +246,22 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
             mean, std = mean_std([d[convention] for d in deltas])
             row[f"{convention}_mean"] = mean
             row[f"{convention}_std"] = std
+    # Tuned entries (`runners.tuning`): the values their seeds trained with; None if untuned.
+    ids = [row["id"] for row in table]
+    tuned: dict[int, dict[str, Any]] = dict(
+        session.execute(
+            select(Tuning.submission_id, Tuning.chosen).where(Tuning.submission_id.in_(ids))
+        ).all()
+    )
+    for row in table:
+        row["tuned_values"] = tuned.get(row["id"])
     return table
+
+
+def _original_campaign_ids(session: Session, benchmark: str, version: int) -> dict[int, int]:
+    """{submission id: its original campaign's id} under a benchmark version."""
+    query = original_campaigns().where(Run.benchmark == benchmark, Run.protocol_version == version)
+    return {sid: campaign_id for sid, _, campaign_id in session.execute(query)}
 
 
 def job_summary(session: Session, benchmark: str, version: int) -> dict[int, tuple[int, int]]:
@@ -175,7 +273,7 @@ def job_summary(session: Session, benchmark: str, version: int) -> dict[int, tup
             func.sum(case((Job.state.in_(FAILED_STATES), 1), else_=0)),
         )
         .join(Submission, Submission.id == Job.submission_id)
-        .where(Submission.benchmark == benchmark, Submission.protocol_version == version)
+        .where(Submission.benchmark == benchmark, job_version() == version)
         .group_by(Job.submission_id)
     )
     return {sid: (int(pending or 0), int(failed or 0)) for sid, pending, failed in rows}
@@ -213,11 +311,11 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 def metric_means(
     session: Session, benchmark: str, version: int
 ) -> dict[int, dict[tuple[str, str], float]]:
-    """{submission id: {(task, metric): mean over runs}}."""
+    """{submission id: {(task, metric): mean over its original campaign's runs}}."""
     rows = session.execute(
         select(Run.submission_id, MetricValue.task, MetricValue.metric, func.avg(MetricValue.value))
         .join(MetricValue, MetricValue.run_id == Run.id)
-        .where(Run.benchmark == benchmark, Run.protocol_version == version)
+        .where(Run.id.in_(original_runs(benchmark, version)))
         .group_by(Run.submission_id, MetricValue.task, MetricValue.metric)
     )
     out: dict[int, dict[tuple[str, str], float]] = {}
@@ -231,13 +329,13 @@ def task_deltas(
 ) -> list[tuple[int, str, float]]:
     """(submission id, task, mean relative gain x100): each task's part of Δm (per task).
 
-    `submission_ids` limits the rows (and the work: the filter reaches the metric values).
+    Over each submission's original campaign (`original_runs`).  `submission_ids`
+    limits the rows (and the work: the filter reaches the metric values).
     """
     d = relative_deltas().subquery("d")
     query = (
         select(d.c.submission_id, d.c.task, (100.0 * func.avg(d.c.d)).label("delta"))
-        .join(Submission, Submission.id == d.c.submission_id)
-        .where(Submission.benchmark == benchmark, Submission.protocol_version == version)
+        .where(d.c.run_id.in_(original_runs(benchmark, version)))
         .group_by(d.c.submission_id, d.c.task)
         .order_by(d.c.submission_id, d.c.task)
     )
@@ -251,15 +349,17 @@ def run_deltas(
 ) -> list[dict[str, Any]]:
     """Δm of every run (seed) of a benchmark version, or of one submission, in both conventions.
 
-    Rows: run_id, submission_id, seed, finished_at, per_task, per_metric,
-    baseline_submission_id; by submission, then seed.  Runs without a trained
-    baseline have no row.
+    Rows: run_id, submission_id, campaign_id, seed, finished_at, per_task,
+    per_metric, baseline_submission_id; by submission, then seed.  Every
+    campaign's runs (reruns included; `ranking_results` separates them).  Runs
+    without a trained baseline have no row.
     """
     per_run = run_delta_m().subquery("per_run")
     query = (
         select(
             Run.id.label("run_id"),
             Run.submission_id,
+            Job.campaign_id,
             Run.seed,
             Run.finished_at,
             per_run.c[PER_TASK],
@@ -267,6 +367,7 @@ def run_deltas(
             per_run.c.baseline_submission_id,
         )
         .join(per_run, per_run.c.run_id == Run.id)
+        .join(Job, Job.id == Run.job_id)
         .where(Run.benchmark == benchmark, Run.protocol_version == version)
         .order_by(Run.submission_id, Run.seed, Run.id)
     )
@@ -277,15 +378,29 @@ def run_deltas(
     return [dict(zip(keys, row, strict=True)) for row in result]
 
 
-def submission_runs(session: Session, submission_id: int) -> list[dict[str, Any]]:
-    """Every run of a submission with its provenance and metrics."""
-    runs = session.scalars(
-        select(Run).where(Run.submission_id == submission_id).order_by(Run.seed, Run.id)
-    ).all()
+def submission_runs(
+    session: Session, submission_id: int, version: int | None = None
+) -> list[dict[str, Any]]:
+    """Every run of a submission (under one protocol version) with its provenance and metrics.
+
+    Each row also names its campaign: `campaign_id`, `campaign`, `campaign_reason`.
+    """
+    query = (
+        select(Run, Campaign)
+        .join(Job, Job.id == Run.job_id)
+        .join(Campaign, Campaign.id == Job.campaign_id)
+        .where(Run.submission_id == submission_id)
+        .order_by(Run.seed, Run.id)
+    )
+    if version is not None:
+        query = query.where(Run.protocol_version == version)
     out = []
-    for run in runs:
+    for run, campaign in session.execute(query):
         row = {c.name: getattr(run, c.name) for c in Run.__table__.columns}
         row["metrics"] = {(m.task, m.metric): m.value for m in run.metric_values}
+        row["campaign_id"] = campaign.id
+        row["campaign"] = campaign.name
+        row["campaign_reason"] = campaign.reason
         out.append(row)
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -92,9 +92,16 @@ def campaign(session: Session, name: str = INITIAL_CAMPAIGN, reason: str = "") -
 
 
 def queue_jobs(
-    session: Session, submission: Submission, seeds: Iterable[int], in_campaign: Campaign
+    session: Session,
+    submission: Submission,
+    seeds: Iterable[int],
+    in_campaign: Campaign,
+    protocol_version: int | None = None,
 ) -> list[Job]:
-    """One job per seed not already queued for this submission in this campaign."""
+    """One job per seed not already queued for this submission in this campaign.
+
+    Each job trains under `protocol_version`, by default the submission's own.
+    """
     have = set(
         session.scalars(
             select(Job.seed).where(
@@ -102,8 +109,14 @@ def queue_jobs(
             )
         )
     )
+    version = submission.protocol_version if protocol_version is None else protocol_version
     jobs = [
-        Job(submission_id=submission.id, campaign_id=in_campaign.id, seed=seed)
+        Job(
+            submission_id=submission.id,
+            campaign_id=in_campaign.id,
+            seed=seed,
+            protocol_version=version,
+        )
         for seed in seeds
         if seed not in have
     ]
@@ -130,8 +143,32 @@ def designate_baseline(session: Session, submission: Submission) -> None:
     session.flush()
 
 
-def claim_jobs(session: Session, limit: int | None = None) -> list[Job]:
-    """Mark up to `limit` queued jobs running (oldest first) and return them."""
+def job_version(job: Job) -> int:
+    """The protocol version a job trains under (NULL in old rows: the submission's)."""
+    return job.submission.protocol_version if job.protocol_version is None else job.protocol_version
+
+
+def trained_spec(job: Job) -> dict[str, Any]:
+    """What the worker trains: the submission's spec under the job's protocol version."""
+    return {**job.submission.spec, "protocol_version": job_version(job)}
+
+
+# How long a claimed job stays reserved to its dispatcher without renewal.
+DEFAULT_LEASE = timedelta(minutes=10)
+
+
+def claim_jobs(
+    session: Session,
+    limit: int | None = None,
+    *,
+    owner: str | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> list[Job]:
+    """Mark up to `limit` queued jobs running (oldest first) under `owner`'s lease; return them.
+
+    FOR UPDATE SKIP LOCKED (PostgreSQL): concurrent dispatchers never claim
+    the same job; SQLite serialises writers instead.
+    """
     query = select(Job).where(Job.state == JobState.QUEUED).order_by(Job.id)
     if limit is not None:
         query = query.limit(limit)
@@ -141,8 +178,74 @@ def claim_jobs(session: Session, limit: int | None = None) -> list[Job]:
         job.state = JobState.RUNNING
         job.started_at = now
         job.attempts += 1
+        job.lease_owner = owner
+        job.lease_expires_at = now + lease
     session.flush()
     return jobs
+
+
+def renew_leases(
+    session: Session, owner: str, job_ids: Iterable[int], lease: timedelta
+) -> set[int]:
+    """Extend `owner`'s leases of `job_ids` to now + `lease`; return the ids it still holds.
+
+    A job missing from the answer was requeued (its lease had expired) or
+    finished: its result will not be recorded by this owner.
+    """
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    held = Job.id.in_(ids) & (Job.state == JobState.RUNNING) & (Job.lease_owner == owner)
+    session.execute(update(Job).where(held).values(lease_expires_at=utcnow() + lease))
+    return set(session.scalars(select(Job.id).where(held)))
+
+
+def requeue_expired(session: Session, now: datetime | None = None) -> int:
+    """Put running jobs whose lease expired before `now` (their dispatcher died) back in the queue.
+
+    A running job with no lease at all (claimed before leases existed) counts
+    as expired.  Returns how many were requeued.
+    """
+    now = utcnow() if now is None else now
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.state == JobState.RUNNING,
+            (Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < now),
+        )
+        .values(state=JobState.QUEUED, lease_owner=None, lease_expires_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_jobs(session: Session, owner: str | None, job_ids: Iterable[int]) -> int:
+    """Put `owner`'s unfinished jobs back in the queue (it was interrupted); return how many."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.state == JobState.RUNNING, _owned_by(owner))
+        .values(state=JobState.QUEUED, lease_owner=None, lease_expires_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def held_job(session: Session, job_id: int, owner: str | None) -> Job | None:
+    """The job, locked for update, if it is still running under `owner`'s lease; else None.
+
+    Recording a result goes through this: a late result of a job that was
+    requeued (and maybe claimed again elsewhere) is not recorded.
+    """
+    return session.scalar(
+        select(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING, _owned_by(owner))
+        .with_for_update()
+    )
+
+
+def _owned_by(owner: str | None) -> Any:
+    return Job.lease_owner.is_(None) if owner is None else Job.lease_owner == owner
 
 
 @dataclass(frozen=True)
@@ -171,7 +274,7 @@ def record_success(session: Session, job: Job, outcome: Outcome) -> Run:
         seed=job.seed,
         spec_hash=submission.spec_hash,
         benchmark=submission.benchmark,
-        protocol_version=submission.protocol_version,
+        protocol_version=job_version(job),
         backbone=submission.backbone,
         **outcome.provenance,
     )
@@ -196,6 +299,7 @@ def record_success(session: Session, job: Job, outcome: Outcome) -> Run:
     job.state = JobState.SUCCEEDED
     job.finished_at = utcnow()
     job.error = None
+    job.lease_expires_at = None  # the owner stays: who ran it
     session.flush()
     return run
 
@@ -207,15 +311,8 @@ def record_failure(session: Session, job: Job, state: JobState, error: str) -> N
     job.state = state
     job.error = error
     job.finished_at = utcnow()
+    job.lease_expires_at = None  # the owner stays: who ran it
     session.flush()
-
-
-def requeue_running(session: Session) -> int:
-    """Put jobs left running (by a dispatcher that stopped) back in the queue."""
-    result = session.execute(
-        update(Job).where(Job.state == JobState.RUNNING).values(state=JobState.QUEUED)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def job_counts(session: Session) -> list[tuple[int, str, str, str, dict[str, int]]]:

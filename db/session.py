@@ -19,14 +19,16 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Base
-
 URL_VARIABLE = "MTLB_DATABASE_URL"
 DEFAULT_URL = "sqlite:///mtlb.sqlite"
 
 
 def database_url(override: str | None = None) -> str:
     return override or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+
+
+class SchemaVersionError(RuntimeError):
+    """The database's schema is not the one this code needs, or cannot be migrated to it."""
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -43,11 +45,23 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 @cache
 def engine(url: str) -> Engine:
-    """One engine per URL per process; the schema is created if missing."""
+    """One engine per URL per process, on a database at the schema this code needs.
+
+    An empty database is migrated to head on first use; one at another
+    revision, or made before migrations, raises `SchemaVersionError` (one line
+    that says to run `mtlb db upgrade`).  See `db.migrate`.
+    """
+    # Imported here: Alembic is loaded by writers only, not by every `mtlb` start.
+    from db.migrate import ensure_current
+
     made = create_engine(url)
     if made.dialect.name == "sqlite":
         event.listen(made, "connect", _sqlite_connect)
-    Base.metadata.create_all(made)
+    try:
+        ensure_current(made)
+    except BaseException:
+        made.dispose()
+        raise
     return made
 
 

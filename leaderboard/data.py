@@ -21,8 +21,10 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from db import queries
+from db import reported as db_reported
 from db.queries import DataVersion, MetricColumn
 from db.session import read_only_session_factory
+from db.tunings import tuning_of
 
 T = TypeVar("T")
 Version = DataVersion
@@ -85,6 +87,20 @@ def ranking(
 
 
 @cached
+def reported(
+    url: str, results: Part, benchmark: str, protocol_version: int
+) -> list[dict[str, Any]]:
+    """Reported (paper) results of a benchmark version, with Δm against the reported baseline."""
+    return _read(url, db_reported.reported_results, benchmark, protocol_version)
+
+
+@cached
+def tuning(url: str, results: Part, submission_id: int) -> dict[str, Any] | None:
+    """A submission's tuning (`db.tunings.tuning_of`), or None if it was not tuned."""
+    return _read(url, tuning_of, submission_id)
+
+
+@cached
 def task_deltas(
     url: str, results: Part, benchmark: str, protocol_version: int, submission_ids: tuple[int, ...]
 ) -> list[tuple[int, str, float]]:
@@ -92,8 +108,18 @@ def task_deltas(
 
 
 @cached
-def submission_runs(url: str, results: Part, submission_id: int) -> list[dict[str, Any]]:
-    return _read(url, queries.submission_runs, submission_id)
+def submission_runs(
+    url: str, results: Part, submission_id: int, protocol_version: int | None = None
+) -> list[dict[str, Any]]:
+    return _read(url, queries.submission_runs, submission_id, protocol_version)
+
+
+@cached
+def submission_deltas(
+    url: str, results: Part, benchmark: str, protocol_version: int, submission_id: int
+) -> list[dict[str, Any]]:
+    """Δm of every run of one submission under a version, every campaign's."""
+    return _read(url, queries.run_deltas, benchmark, protocol_version, submission_id)
 
 
 @cached

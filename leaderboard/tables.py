@@ -19,6 +19,7 @@ import pandas as pd  # no pandas-stubs in dev deps
 
 from db.models import FINISHED_STATES, JobState
 from db.queries import MetricColumn
+from db.reruns import reproduced as _reproduced
 from leaderboard import stats
 from leaderboard.text import (
     HIGHER_IS_BETTER,
@@ -38,6 +39,11 @@ CI = "± 95% CI"
 SEEDS = "seeds"
 PENDING = "pending"
 FAILED = "failed"
+RERUN_DELTA_M = "latest rerun Δm"
+REPRODUCED = "reproduced"
+SOURCE = "source"
+TUNING = "tuning"
+CITATION = "citation"
 PARAMETERS = "parameters"
 FLOPS = "FLOPs"
 WALL_TIME = "wall time (s)"
@@ -51,7 +57,11 @@ COSTS = [PARAMETERS, FLOPS, WALL_TIME]
 HAS_RESULTS = "has results"
 STATUS_PENDING = "pending"
 STATUS_FAILED = "failed"
-STATUSES = (HAS_RESULTS, STATUS_PENDING, STATUS_FAILED)
+STATUS_REPORTED = "reported"
+STATUSES = (HAS_RESULTS, STATUS_PENDING, STATUS_FAILED, STATUS_REPORTED)
+# The source of a ranking row: trained by the platform, or reported in a paper (`db.reported`).
+PLATFORM = "platform"
+REPORTED = "reported"
 
 Row = Mapping[str, Any]
 
@@ -124,7 +134,11 @@ def status_of(row: Row) -> set[str]:
 
     >>> sorted(status_of({"seeds": 2, "pending_jobs": 0, "failed_jobs": 1}))
     ['failed', 'has results']
+
+    A reported (paper) result is only 'reported' (`reported_rows`).
     """
+    if row.get("source") == REPORTED:
+        return {STATUS_REPORTED}
     found = set()
     if row.get("seeds"):
         found.add(HAS_RESULTS)
@@ -181,16 +195,20 @@ def ranking_frame(
     higher = HIGHER_IS_BETTER[convention]
     means = [mean(r, convention) for r in rows]
     halves = [half_width(r, convention) for r in rows]
-    tied_ranks = stats.tied_ranks(means, halves, higher)
-    ranges = stats.rank_ranges(means, halves, higher)
-    names = display_names(rows)
+    # Reported (paper) results are not ranked: one value against a paper's baseline, no interval.
+    ranked_means = [
+        None if r.get("source") == REPORTED else m for r, m in zip(rows, means, strict=True)
+    ]
+    tied_ranks = stats.tied_ranks(ranked_means, halves, higher)
+    ranges = stats.rank_ranges(ranked_means, halves, higher)
+    names = display_names(r for r in rows if r.get("source") != REPORTED)
     records = []
     for i, row in enumerate(rows):
         record: dict[str, Any] = {
             ID: row["id"],
             RANK: tied_ranks[i],
             RANK_RANGE: _rank_range(ranges[i]),
-            NAME: names[row["id"]],
+            NAME: names.get(row["id"], row["name"]),
             ROLE: str(row["role"]),
             **{key: row[key] for key in IDENTITY},
             DELTA_M: _clean(means[i]),
@@ -198,6 +216,10 @@ def ranking_frame(
             SEEDS: int(row["seeds"]),
             PENDING: int(row.get("pending_jobs") or 0),
             FAILED: int(row.get("failed_jobs") or 0),
+            RERUN_DELTA_M: _clean(row.get(f"rerun_{convention}_mean")),
+            REPRODUCED: reproduced_text(row.get(f"{convention}_reproduced")),
+            SOURCE: row.get("source", PLATFORM),
+            TUNING: tuning_text(row),
         }
         metrics = row.get("metrics", {})
         for c in columns:
@@ -209,12 +231,17 @@ def ranking_frame(
         wall_time = row.get("wall_time_s")
         record[WALL_TIME] = None if wall_time is None else float(wall_time)
         record[LAST_RESULT] = row.get("last_result")
-        record[PAGE] = submission_link(row["id"], link_params)
+        record[CITATION] = row.get("citation", "")
+        # A reported result links to its paper.
+        if row.get("source") == REPORTED:
+            record[PAGE] = row.get("url") or None
+        else:
+            record[PAGE] = submission_link(row["id"], link_params)
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=ranking_columns(columns))
     for column in (RANK, PARAMETERS, FLOPS):
         frame[column] = frame[column].astype("Int64")
-    for column in (DELTA_M, CI, WALL_TIME):
+    for column in (DELTA_M, CI, RERUN_DELTA_M, WALL_TIME):
         frame[column] = frame[column].astype("float64")
     frame[LAST_RESULT] = pd.to_datetime(frame[LAST_RESULT])
     sign = -1.0 if higher else 1.0
@@ -223,12 +250,62 @@ def ranking_frame(
     return frame.reset_index(drop=True)
 
 
+def tuning_text(row: Row) -> str:
+    """The ranking's tuning cell: 'tuned' when the seeds trained with values chosen by
+    equal-budget tuning (`runners.tuning`), else 'untuned'; '' for a reported result.
+
+    >>> tuned = {"tuned_values": {"optimizer.lr": 0.01}}
+    >>> [tuning_text(r) for r in (tuned, {}, {"source": "reported"})]
+    ['tuned', 'untuned', '']
+    """
+    if row.get("source") == REPORTED:
+        return ""
+    return "tuned" if row.get("tuned_values") else "untuned"
+
+
+def tuning_frames(tuning: Row) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A tuning (`db.tunings.tuning_of`) as two tables: the values chosen, and every trial.
+
+    Trials in the order they were created (the first is the spec's own values), with
+    each searched parameter's value, the state, the objective and why a trial failed.
+    """
+    chosen = tuning["chosen"]
+    chosen_frame = pd.DataFrame(
+        {"parameter": list(chosen), "value": [_text(v) for v in chosen.values()]}
+    )
+    records = []
+    for i, trial in enumerate(tuning["trials"]):
+        record: dict[str, Any] = {"trial": i}
+        for path in chosen:
+            record[path] = _text(trial.get("values", {}).get(path))
+        record["state"] = trial.get("state")
+        record["objective"] = trial.get("objective")
+        record["chosen"] = trial.get("values") == chosen and trial.get("objective") is not None
+        record["error"] = (trial.get("error") or "").split("\n")[0]
+        records.append(record)
+    trials = pd.DataFrame.from_records(
+        records, columns=["trial", *chosen, "state", "objective", "chosen", "error"]
+    )
+    trials["objective"] = trials["objective"].astype("float64")
+    return chosen_frame, trials
+
+
+def reproduced_text(flag: bool | None) -> str:
+    """The ranking's reproduction cell: '' when not judged (`db.reruns.reproduced`).
+
+    >>> [reproduced_text(f) for f in (True, False, None)]
+    ['yes', 'not reproduced', '']
+    """
+    return "" if flag is None else "yes" if flag else "not reproduced"
+
+
 def ranking_columns(columns: Iterable[MetricColumn]) -> list[str]:
     """Every column of `ranking_frame`, in order."""
     return [
         ID, RANK, RANK_RANGE, NAME, ROLE, *IDENTITY, DELTA_M, CI, SEEDS, PENDING, FAILED,
+        RERUN_DELTA_M, REPRODUCED, SOURCE, TUNING,
         *(metric_header(c.task, c.metric, c.higher_is_better) for c in columns),
-        *COSTS, LAST_RESULT, PAGE,
+        *COSTS, LAST_RESULT, CITATION, PAGE,
     ]  # fmt: skip
 
 
@@ -458,7 +535,7 @@ def runs_frame(
     delta_headers = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
     records = []
     for run in runs:
-        record: dict[str, Any] = {"seed": run["seed"]}
+        record: dict[str, Any] = {"seed": run["seed"], "campaign": run.get("campaign")}
         delta = by_run.get(run["id"], {}) if "id" in run else {}
         for key, header in delta_headers.items():
             record[header] = delta.get(key)
@@ -468,14 +545,76 @@ def runs_frame(
         for key, header in PROVENANCE.items():
             record[header] = run.get(key)
         records.append(record)
-    frame = pd.DataFrame.from_records(
-        records,
-        columns=["seed", *delta_headers.values(), *(h for _, h in headers), *PROVENANCE.values()],
-    )
+    names = ["seed", "campaign", *delta_headers.values(), *(h for _, h in headers)]
+    frame = pd.DataFrame.from_records(records, columns=[*names, *PROVENANCE.values()])
     for header in delta_headers.values():
         frame[header] = frame[header].astype("float64")
     frame[FLOPS] = frame[FLOPS].astype("Int64")
     return frame
+
+
+def campaigns_frame(
+    runs: Sequence[Row],
+    deltas: Sequence[Row],
+    columns: Iterable[MetricColumn],
+    original_campaign_id: int | None,
+    convention: str,
+) -> pd.DataFrame:
+    """One row per campaign of a submission (one protocol version): the original, then reruns.
+
+    Δm in both conventions as 'mean ± half-width of the 95% t interval' over
+    the campaign's seeds, the seeds, every metric's mean, and whether a rerun
+    reproduced the original in `convention` (`db.reruns.reproduced`: its mean
+    Δm within the original's seed standard deviation; '' when not judged).
+    """
+    columns = list(columns)
+    headers = [(c, metric_header(c.task, c.metric, c.higher_is_better)) for c in columns]
+    delta_headers = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
+    by_campaign: dict[int, list[Row]] = {}
+    for run in runs:
+        by_campaign.setdefault(run["campaign_id"], []).append(run)
+    deltas_of: dict[int, list[Row]] = {}
+    for delta in deltas:
+        deltas_of.setdefault(delta["campaign_id"], []).append(delta)
+    original = [float(d[convention]) for d in deltas_of.get(original_campaign_id or -1, [])]
+    order = sorted(by_campaign, key=lambda c: (c != original_campaign_id, c))
+    records = []
+    for campaign_id in order:
+        found = by_campaign[campaign_id]
+        record: dict[str, Any] = {
+            "campaign": found[0].get("campaign"),
+            "kind": "original" if campaign_id == original_campaign_id else "rerun",
+            "reason": found[0].get("campaign_reason", ""),
+            "seeds": ", ".join(str(run["seed"]) for run in found),
+        }
+        values = deltas_of.get(campaign_id, [])
+        for key, header in delta_headers.items():
+            sample = Sample(tuple(float(d[key]) for d in values))
+            record[header] = format_mean_std(_clean(sample.mean), sample.half_width)
+        if campaign_id == original_campaign_id:
+            record[REPRODUCED] = ""
+        else:
+            record[REPRODUCED] = reproduced_text(
+                _reproduced(original, [float(d[convention]) for d in values])
+            )
+        for c, header in headers:
+            sample = Sample(
+                tuple(
+                    float(run["metrics"][(c.task, c.metric)])
+                    for run in found
+                    if (c.task, c.metric) in run.get("metrics", {})
+                )
+            )
+            record[header] = sample.mean
+        records.append(record)
+    names = ["campaign", "kind", "reason", "seeds", *delta_headers.values(), REPRODUCED]
+    return pd.DataFrame.from_records(records, columns=[*names, *(h for _, h in headers)])
+
+
+def original_runs(runs: Iterable[Row], row: Row) -> list[Row]:
+    """The runs of a ranking row's original campaign (what its Δm and rank are computed from)."""
+    original = row.get("original_campaign_id")
+    return [run for run in runs if run.get("campaign_id") == original]
 
 
 def curves_frame(curves: Iterable[tuple[int, int, str, str, float]]) -> pd.DataFrame:

@@ -43,10 +43,15 @@ class UnknownComponentError(KeyError):
 
 
 def suggestion(name: str, known: list[str]) -> str:
-    """`; did you mean 'a' or 'b'?` for the closest known names, else the list of valid names."""
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    """`; did you mean 'a', 'b' or 'c'?` for the closest known names, else the valid names.
+
+    >>> suggestion("synthetic-scene", ["synthetic-scenes", "synthetic-shapes", "nyuv2"])
+    "; did you mean 'synthetic-scenes' or 'synthetic-shapes'?"
+    """
+    close = [repr(c) for c in difflib.get_close_matches(name, known, n=3, cutoff=0.5)]
     if close:
-        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        listed = close[0] if len(close) == 1 else ", ".join(close[:-1]) + " or " + close[-1]
+        return f"; did you mean {listed}?"
     return "; valid names: " + ", ".join(repr(k) for k in sorted(known))
 
 

@@ -8,11 +8,14 @@ turns the step's losses into gradients (`Weighting.backward`).
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from typing import Protocol as Interface
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -20,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import runners.models
 import runners.weighting  # noqa: F401  (registers methods)
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
+from runners.benchmarks.base import Batch
 from runners.models import ARCHITECTURES, BackboneChoice, MultiTaskModel
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.weighting import WEIGHTINGS, StepGraph, Weighting
@@ -48,9 +52,31 @@ class RunResult:
     device: str
     library_versions: dict[str, str] = field(default_factory=dict)
     flops: int | None = None  # forward FLOPs of one input image
+    # The epoch of the checkpoint this attempt resumed from (its first attempt's node
+    # died), or None: it trained from the start.
+    resumed_from_epoch: int | None = None
 
 
 ProgressCallback = Callable[[int, int], None]
+
+
+class DataParallel(Interface):
+    """This worker's part in a data-parallel job (`runners.distributed` implements it).
+
+    The loop's only hooks: the model is prepared once (batch norm over the whole
+    batch), each step trains on this worker's shard of the batch, and after the
+    weighting method's backward the gradients are averaged over the workers, so
+    that every worker applies the same update and keeps the same parameters.
+    """
+
+    @property
+    def rank(self) -> int: ...
+
+    def prepare(self, model: torch.nn.Module) -> None: ...
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor: ...
+
+    def average(self, tensors: list[torch.Tensor]) -> None: ...
 
 
 def split_component(section: Mapping[str, Any], *reserved: str) -> tuple[str, dict[str, Any]]:
@@ -112,7 +138,7 @@ def build(
     if too_large is not None:
         raise ValueError(too_large)
     model = model_from_spec(
-        spec["architecture"], benchmark, pretrained=protocol.pretrained_backbones
+        spec["architecture"], benchmark, pretrained=protocol.pretrained_for(backbone)
     )
     w_name, w_params = split_component(spec["weighting"])
     weighting = WEIGHTINGS.get(w_name)(
@@ -139,11 +165,27 @@ def train(
     seed: int,
     device: str = "cpu",
     progress: ProgressCallback | None = None,
+    *,
+    train_data: Batch | None = None,
+    evaluation_data: Batch | None = None,
+    checkpoint: Path | None = None,
+    parallel: DataParallel | None = None,
 ) -> RunResult:
     """Train `spec` under its benchmark's protocol with `seed`; evaluate on the test split.
 
+    `train_data` and `evaluation_data` replace the train and test splits: a
+    tuning trial (`runners.tuning`) trains on the train split less its
+    validation part and is scored on that part, so it never loads the test split.
     On CPU the same (spec, seed, thread count) gives the same metrics.
     Raises `Diverged` if an epoch's mean training loss is not finite.
+
+    `checkpoint`: a file on storage every node reaches.  Every
+    `protocol.checkpoint_every` epochs the whole training state is saved
+    there, and a run that finds it resumes from it (a retry after its node
+    died), with the same metrics as a run that was never interrupted.
+
+    `parallel`: this worker's part in a data-parallel job (`runners.distributed`);
+    None, the ordinary case: the whole batch here.
     """
     started = time.perf_counter()
     benchmark = BENCHMARKS.get(str(spec["benchmark"]))
@@ -155,35 +197,67 @@ def train(
     # channels_last: 2.4x faster for this kind of network on CPU (design.md).
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = weighting.to(device)
-    train_data = {k: v.to(device) for k, v in benchmark.load("train", protocol).items()}
+    if parallel is not None:
+        parallel.prepare(model)
+    trained = [*model.parameters(), *weighting.parameters()]
+    if train_data is None:
+        train_data = benchmark.load("train", protocol)
+    train_data = {k: v.to(device) for k, v in train_data.items()}
     tasks = benchmark.tasks
     shared = model.shared_parameters()
     own = [model.task_parameters(t.name) for t in tasks]
 
     curves: list[CurvePoint] = []
+    first_epoch = 0
+    resumed_from_epoch = None
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        weighting.load_checkpoint_state(state["weighting"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        generator.set_state(state["generator"].cpu())
+        curves = [CurvePoint(int(e), str(t), str(n), float(v)) for e, t, n, v in state["curves"]]
+        first_epoch = int(state["epoch"]) + 1
+        resumed_from_epoch = int(state["epoch"])
     n_train = train_data["image"].shape[0]
-    steps = math.ceil(n_train / protocol.batch_size)
-    for epoch in range(protocol.epochs):
+    # The protocol may set the batch size per backbone (NYUv2: SegNet 2, ResNet-50 8).
+    batch_size = protocol.batch_size_for(model.backbone.name)
+    steps = math.ceil(n_train / batch_size)
+    for epoch in range(first_epoch, protocol.epochs):
         model.train()
         order = torch.randperm(n_train, generator=generator).to(device)
         # Sums stay on the device; one host sync per epoch, not per step.
         loss_sum = torch.zeros(len(tasks), device=device)
         weight_sum = torch.zeros(len(tasks), device=device)
         for step in range(steps):
-            index = order[step * protocol.batch_size : (step + 1) * protocol.batch_size]
-            representation, outputs = model(train_data["image"][index])
+            index = order[step * batch_size : (step + 1) * batch_size]
+            if parallel is not None:
+                index = parallel.shard(index)
+            batch = {k: v[index] for k, v in train_data.items()}
+            if protocol.augmentation:
+                # On the device, with the job's generator: a run repeats.
+                batch = benchmark.augment(batch, generator)
+            representation, outputs = model(batch["image"])
             graph = StepGraph(
                 # The model adds auxiliary predictions' losses (deep supervision) if it has any.
-                [model.training_loss(t, outputs, train_data[t.name][index]) for t in tasks],
+                [model.training_loss(t, outputs, batch[t.name]) for t in tasks],
                 representation,
                 shared,
                 own,
             )
             optimizer.zero_grad(set_to_none=True)
             weights = weighting.backward(graph)
+            if parallel is not None:
+                parallel.average([p.grad for p in trained if p.grad is not None])
             optimizer.step()
             loss_sum += graph.losses.detach()
             weight_sum += weights
+        if parallel is not None:
+            # Every worker sees the same epoch means: same curves, same verdict on divergence.
+            parallel.average([loss_sum, weight_sum])
         mean_losses = loss_sum / steps
         if not bool(torch.isfinite(mean_losses).all()):
             raise Diverged(f"training loss not finite in epoch {epoch}: {mean_losses.tolist()}")
@@ -197,8 +271,27 @@ def train(
             scheduler.step()
         if progress is not None:
             progress(epoch + 1, protocol.epochs)
+        every = protocol.checkpoint_every
+        # Not after the last epoch: the result is recorded next.
+        last = epoch + 1 == protocol.epochs
+        # Data-parallel: the workers' states are the same; the first one writes it.
+        due = every > 0 and (epoch + 1) % every == 0 and not last
+        if checkpoint is not None and due and (parallel is None or parallel.rank == 0):
+            save_checkpoint(
+                checkpoint,
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "weighting": weighting.checkpoint_state(),
+                    "scheduler": None if scheduler is None else scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                    "curves": [[c.epoch, c.task, c.name, c.value] for c in curves],
+                },
+            )
 
-    metrics = evaluate(model, benchmark, protocol, device)
+    metrics = evaluate(model, benchmark, protocol, device, evaluation_data, batch_size=batch_size)
     flops = forward_flops(model, train_data["image"][:1])
     return RunResult(
         metrics=metrics,
@@ -208,24 +301,49 @@ def train(
         wall_time_s=time.perf_counter() - started,
         device=device_name(device),
         library_versions={"torch": torch.__version__, "python": platform.python_version()},
+        resumed_from_epoch=resumed_from_epoch,
     )
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically: a reader sees the old file or the new one, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def load_checkpoint(path: Path, device: str) -> dict[str, Any]:
+    """A checkpoint saved by `save_checkpoint`; tensors and plain data only, nothing unpickled."""
+    state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    return state
 
 
 @torch.no_grad()
 def evaluate(
-    model: MultiTaskModel, benchmark: Benchmark, protocol: Protocol, device: str
+    model: MultiTaskModel,
+    benchmark: Benchmark,
+    protocol: Protocol,
+    device: str,
+    data: Batch | None = None,
+    *,
+    batch_size: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of every task over the whole test split."""
+    """Metrics of every task over the whole test split (or over `data`, when given).
+
+    `batch_size` (default: the protocol's) changes the speed, not the metrics.
+    """
     model.eval()
-    data = {k: v.to(device) for k, v in benchmark.load("test", protocol).items()}
+    if data is None:
+        data = benchmark.load("test", protocol)
+    data = {k: v.to(device) for k, v in data.items()}
     states = {t.name: t.new_state() for t in benchmark.tasks}
     n = data["image"].shape[0]
-    for start in range(0, n, protocol.batch_size):
-        _, outputs = model(data["image"][start : start + protocol.batch_size])
+    step = batch_size or protocol.batch_size
+    for start in range(0, n, step):
+        _, outputs = model(data["image"][start : start + step])
         for t in benchmark.tasks:
-            states[t.name].update(
-                outputs[t.name], data[t.name][start : start + protocol.batch_size]
-            )
+            states[t.name].update(outputs[t.name], data[t.name][start : start + step])
     metrics = {name: state.compute() for name, state in states.items()}
     for task, values in metrics.items():
         for metric, value in values.items():

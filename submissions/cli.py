@@ -8,16 +8,31 @@ import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
-from db.session import URL_VARIABLE, database_url, transaction
+from db.session import URL_VARIABLE, SchemaVersionError, database_url, transaction
+
+
+class _Commands(TyperGroup):
+    """Every command: a database this code cannot use is one line on stderr and exit 1."""
+
+    # `ctx` is Typer's own (vendored) click Context.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SchemaVersionError as e:
+            err.print(f"error: {e}", markup=False)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="MTL Leaderboard: submit multi-task learning methods, train them on Ray, rank them.",
     no_args_is_help=True,
     add_completion=False,
@@ -149,12 +164,31 @@ def run(
     timings: Annotated[
         Path | None, typer.Option(help="write 'ray_start_s training_s' to this file")
     ] = None,
+    lease: Annotated[
+        str,
+        typer.Option(
+            help="how long a claimed job stays reserved to this dispatcher without renewal"
+            " (renewed every third of it while running), e.g. 90s, 10m, 1h"
+        ),
+    ] = "10m",
+    storage: Annotated[
+        Path | None,
+        typer.Option(
+            help="checkpoint folder every Ray node reaches"
+            " (default: $MTLB_STORAGE, else <data root>/checkpoints)"
+        ),
+    ] = None,
 ) -> None:
     """Execute queued jobs on Ray, writing each result as it finishes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from runners.dispatch import JobReport, run_jobs
+    from runners.dispatch import JobReport, parse_lease, run_jobs
 
+    try:
+        lease_length = parse_lease(lease)
+    except ValueError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -177,12 +211,23 @@ def run(
             progress.advance(bar)
 
         summary = run_jobs(
-            ctx.obj, address=address, max_jobs=max_jobs, on_start=started, on_report=report
+            ctx.obj,
+            address=address,
+            max_jobs=max_jobs,
+            on_start=started,
+            on_report=report,
+            lease=lease_length,
+            storage=storage,
         )
-    bad = [r for r in summary.reports if r.error is not None]
+    bad = [r for r in summary.reports if r.error is not None and r.recorded]
+    # Results of jobs whose lease had passed to another attempt: stored by that attempt.
+    dropped = sum(not r.recorded for r in summary.reports)
+    if summary.requeued:
+        console.print(f"requeued {summary.requeued} job(s) whose dispatcher's lease had expired")
     console.print(
-        f"{len(summary.reports) - len(bad)} succeeded, {len(bad)} failed or diverged"
-        f" (data {summary.data_s:.1f} s, Ray start {summary.ray_start_s:.1f} s,"
+        f"{len(summary.reports) - len(bad) - dropped} succeeded, {len(bad)} failed or diverged"
+        + (f", {dropped} not recorded" if dropped else "")
+        + f" (data {summary.data_s:.1f} s, Ray start {summary.ray_start_s:.1f} s,"
         f" training {summary.training_s:.1f} s)"
     )
     if timings is not None:
@@ -236,6 +281,121 @@ def schema() -> None:
     console.print_json(json.dumps(json_schema()))
 
 
+@app.command()
+def rerun(
+    ctx: typer.Context,
+    campaign: Annotated[
+        str, typer.Option(help="name of the new campaign (an existing name is an error)")
+    ],
+    reason: Annotated[str, typer.Option(help="why: shown with the campaign's results")],
+    submission: Annotated[
+        list[int] | None, typer.Option(help="a submission id (repeatable)", show_default=False)
+    ] = None,
+    benchmark: Annotated[str | None, typer.Option(help="submissions of this benchmark")] = None,
+    weighting: Annotated[str | None, typer.Option(help="submissions with this weighting")] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="submissions with this architecture")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="every submission")] = False,
+    seeds: Annotated[
+        str | None, typer.Option(help="seeds, e.g. 3,4,5 (default: the protocol's)")
+    ] = None,
+    protocol_version: Annotated[
+        int | None,
+        typer.Option(help="rerun under this version of the benchmark's protocol", min=1),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the selection, write nothing")] = False,
+    every: Annotated[
+        str | None,
+        typer.Option(help="run as a scheduler: a cycle every 30m, 6h, 24h, 7d, ..."),
+    ] = None,
+    cycles: Annotated[
+        int | None, typer.Option(min=1, help="scheduler: stop after this many cycles")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="scheduler: Ray cluster address (default: a local one)")
+    ] = None,
+) -> None:
+    """Queue submissions again in a new campaign; existing jobs and runs are kept as they are.
+
+    Selectors (--submission, --benchmark, --weighting, --architecture, --all)
+    combine with AND; at least one is required.  Without --every or --cycles
+    the jobs are only queued (`mtlb run` runs them), in campaign CAMPAIGN.
+    With --every (and/or --cycles) it is a scheduler: each cycle creates the
+    campaign CAMPAIGN-<UTC start, e.g. 20261127T030000Z>, queues the jobs and
+    runs them on Ray, then sleeps until the next cycle; Ctrl-C stops it.
+    """
+    from db.reruns import RerunError, Selection
+    from submissions.reruns import parse_every, parse_seeds, plan_rerun, report, schedule
+
+    selection = Selection(
+        submission_ids=tuple(submission or ()),
+        benchmark=benchmark,
+        weighting=weighting,
+        architecture=architecture,
+        everything=everything,
+    )
+
+    def say(line: str) -> None:
+        console.print(line, markup=False)
+
+    def warn(line: str) -> None:
+        err.print(line, markup=False)
+
+    try:
+        chosen_seeds = None if seeds is None else parse_seeds(seeds)
+        interval = None if every is None else parse_every(every)
+        if dry_run or (interval is None and cycles is None):
+            with transaction(ctx.obj) as session:
+                # The campaign a scheduler would create first is checked under its real name.
+                name = campaign if interval is None and cycles is None else _cycle_name(campaign)
+                if dry_run:
+                    plan = plan_rerun(
+                        session, selection, name, reason, chosen_seeds, protocol_version
+                    )
+                else:
+                    from submissions.reruns import queue_rerun
+
+                    plan = queue_rerun(
+                        session, selection, name, reason, chosen_seeds, protocol_version
+                    )
+            report(plan, say, dry_run=dry_run, warn=warn)
+            return
+
+        def run_once(url: str) -> str:
+            from runners.dispatch import run_jobs
+
+            summary = run_jobs(
+                url,
+                address=address,
+                on_report=lambda r: say(
+                    f"job {r.job_id} {r.submission} seed {r.seed}: {r.state.value}"
+                ),
+            )
+            bad = sum(r.error is not None for r in summary.reports)
+            return f"{len(summary.reports) - bad} succeeded, {bad} failed or diverged"
+
+        done = schedule(
+            ctx.obj, selection, campaign, reason, run_once, every=interval, cycles=cycles,
+            seeds=chosen_seeds, protocol_version=protocol_version, echo=say, warn=warn,
+        )  # fmt: skip
+    except RerunError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        # The dispatcher has put unfinished jobs back in the queue.
+        err.print("stopped (Ctrl-C); unfinished jobs are back in the queue", markup=False)
+        raise typer.Exit(130) from None
+    say(f"{done} cycle(s) done")
+
+
+def _cycle_name(campaign: str) -> str:
+    from db.models import utcnow
+    from submissions.reruns import cycle_campaign
+
+    return cycle_campaign(campaign, utcnow())
+
+
 @app.command("delta-m")
 def delta_m_command(
     benchmark: Annotated[str, typer.Option(help="benchmark whose metric directions apply")],
@@ -268,3 +428,80 @@ def check_metric_file(path: Path, data: dict[str, object]) -> None:
         for metric, value in metrics.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{path}: {task}.{metric}: expected a number, got {value!r}")
+
+
+reported_app = typer.Typer(
+    help="Results reported in papers: shown on the site marked 'reported', with their citation.",
+    no_args_is_help=True,
+)
+app.add_typer(reported_app, name="reported")
+
+
+@reported_app.command("import")
+def reported_import(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="reported-results files (YAML or JSON)", show_default=False),
+    ] = None,
+    builtin: Annotated[
+        bool, typer.Option("--builtin", help="also the files shipped in submissions/reported/")
+    ] = False,
+) -> None:
+    """Check and store reported results (format: submissions/reported/README.md).
+
+    Nothing is stored unless every entry of every file is valid; importing a
+    file again changes nothing.
+    """
+    from submissions.reported import ReportedError, builtin_files, import_files
+
+    paths = [*(builtin_files() if builtin else []), *(files or [])]
+    if not paths:
+        err.print("error: give reported-results files, or --builtin", markup=False)
+        raise typer.Exit(1)
+    try:
+        with transaction(ctx.obj) as session:
+            stored = import_files(session, paths)
+    except ReportedError as e:
+        err.print(f"{e}; nothing stored", markup=False)
+        raise typer.Exit(1) from None
+    for s in stored:
+        baseline = f"; reported baseline of {s.baseline_of}" if s.baseline_of else ""
+        console.print(f"reported #{s.reported_id} {s.name}: {s.outcome}{baseline}", markup=False)
+
+
+db_app = typer.Typer(
+    help="The database schema: Alembic migrations to the revision this code needs.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Option(help="the revision to migrate to")] = "head",
+) -> None:
+    """Migrate the database to a revision, in one transaction.
+
+    A database made before migrations (tables, no alembic_version) is checked
+    against the first revision's tables, stamped there, then upgraded.
+    """
+    from db.migrate import INITIAL, upgrade
+
+    done = upgrade(ctx.obj, revision)
+    if done.stamped:
+        console.print(f"tables made before migrations match {INITIAL}: stamped at {INITIAL}")
+    start = INITIAL if done.stamped else done.before
+    if done.after == start:
+        console.print(f"database at {done.after}: nothing to do", markup=False)
+    else:
+        console.print(f"database upgraded from {start or 'empty'} to {done.after}", markup=False)
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the database's revision, and what to do when it is not the one this code needs."""
+    from db.migrate import current
+
+    console.print(current(ctx.obj).describe(), markup=False)

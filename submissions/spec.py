@@ -27,6 +27,7 @@ from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.registry import Registry, StrictModel, suggestion
 from runners.train import model_size_problem
 from runners.weighting import WEIGHTINGS
+from submissions import search
 from submissions.loader import SpecError, clip, shown
 
 # Beyond this many problems in one file, the rest are counted, not listed.
@@ -109,6 +110,8 @@ def spec_model() -> type[StrictModel]:
         "weighting": (_section(WEIGHTINGS), ...),
         "optimizer": (_section(OPTIMIZERS), ...),
         "scheduler": (_section(SCHEDULERS) | None, None),
+        # Omitted from the normalised spec when absent, so older specs keep their hash.
+        "search": (search.SearchSpace | None, None),
     }
     model: type[StrictModel] = pydantic.create_model("Spec", __base__=StrictModel, **fields)
     return model
@@ -152,6 +155,7 @@ def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError
     normalised = model.model_dump(mode="json")
     architecture = normalised["architecture"]
     architecture["backbone"] = BackboneChoice.from_spec(architecture["backbone"]).canonical()
+    search.normalise(normalised)
     problems = check_protocol(normalised)
     if problems:
         return None, problems
@@ -238,6 +242,9 @@ def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
     )
     if too_large is not None:
         problems.append(SpecError("architecture", too_large))
+    # The search space, once the spec's own values are known to be good.
+    if not problems:
+        problems += search.check(spec, benchmark, protocol)
     return problems
 
 
@@ -251,6 +258,10 @@ def _problem(error: Any) -> SpecError:
         del loc[1]
     if len(loc) > 2 and loc[:2] == ["architecture", "backbone"] and loc[2] in BACKBONES:
         del loc[2]
+    if len(loc) > 2 and loc[0] == "search" and loc[2] in ("range", "choices"):
+        del loc[2]  # the search dimension's tag
+    if kind == "too_long" and loc == ["search"]:
+        return SpecError("search", f"at most {search.MAX_PARAMETERS} parameters may be searched")
     if kind == "union_tag_invalid" and loc == ["architecture", "backbone"]:
         tag = error["ctx"]["tag"]
         known = BACKBONES.names()

@@ -175,6 +175,12 @@ def baseline_document(benchmark_name: str, version: int, backbone: str) -> dict[
         "architecture": {"name": "single-task", "backbone": backbone},
         "weighting": {"name": "equal"},
         "optimizer": dict(protocol.baseline_optimizer),
+        # The protocol's schedule (NYUv2: StepLR(100, 0.5)), when it has one.
+        **(
+            {"scheduler": dict(protocol.baseline_scheduler)}
+            if protocol.baseline_scheduler is not None
+            else {}
+        ),
     }
 
 

@@ -19,6 +19,8 @@ import yaml
 _DATA = tempfile.mkdtemp(prefix="mtlb-test-data-")
 os.environ["MTLB_DATA_ROOT"] = _DATA
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray Train's controller polls its workers every 2 s by default: data-parallel tests wait less.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "submissions" / "examples"
 # The methods the pipeline fixture trains, besides the baseline.

@@ -45,9 +45,14 @@ def render() -> None:
     by_id = {row["id"]: row for row in rows}
     names = tables.display_names(rows)
     shown = [names[i] for i in chosen]
+    # The original campaign's runs, as the ranking: reruns are on the submission's page.
     found = [
         tables.samples(
-            data.submission_runs(url, version.results, i), by_id[i].get("run_deltas", []), columns
+            tables.original_runs(
+                data.submission_runs(url, version.results, i, context.protocol_version), by_id[i]
+            ),
+            by_id[i].get("run_deltas", []),
+            columns,
         )
         for i in chosen
     ]

@@ -10,7 +10,7 @@ import streamlit as st
 
 from db.delta_m import CONVENTIONS
 from db.queries import MetricColumn
-from leaderboard import charts, data, exports, site, tables
+from leaderboard import charts, data, exports, reported, site, tables
 from leaderboard.text import (
     CONVENTION_LABELS,
     HIGHER_IS_BETTER,
@@ -50,8 +50,8 @@ def filters(rows: list[dict[str, Any]]) -> tables.Filters:
         statuses = st.multiselect(
             "Status", list(tables.STATUSES), key="status", bind="query-params", placeholder="all",
             help="has results: at least one finished run; pending: jobs queued or running; "
-            "failed: jobs that failed or diverged. Reported (paper) results are not stored yet, "
-            "so every result here is reproduced by the platform.",
+            "failed: jobs that failed or diverged; reported: results reported in papers (one "
+            "value each, with its citation; not ranked).",
         )  # fmt: skip
     return tables.Filters(
         architectures=frozenset(chosen["architecture"]),
@@ -93,7 +93,32 @@ def column_config(columns: list[MetricColumn], convention: str) -> dict[str, Any
         ),
         tables.SEEDS: st.column_config.NumberColumn("seeds", help="finished runs", format="%d"),
         tables.PENDING: st.column_config.NumberColumn("pending", help="jobs queued or running"),
+        tables.RERUN_DELTA_M: st.column_config.NumberColumn(
+            f"latest rerun Δm {arrow(higher)}", format="%+.2f",
+            help="Mean Δm over the seeds of the latest rerun campaign (mtlb rerun) under this "
+            "protocol version; blank without a rerun",
+        ),
+        tables.REPRODUCED: st.column_config.TextColumn(
+            "reproduced",
+            help="'not reproduced' when the latest rerun's mean Δm differs from the original "
+            "campaign's by more than the original's seed standard deviation; blank when not "
+            "judged (no rerun, or fewer than 2 original seeds)",
+        ),
         tables.FAILED: st.column_config.NumberColumn("failed", help="jobs failed or diverged"),
+        tables.SOURCE: st.column_config.TextColumn(
+            "source",
+            help="platform: trained and evaluated here (reproduced); reported: values from a "
+            "paper (see citation), Δm against the reported baseline, not ranked",
+        ),
+        tables.TUNING: st.column_config.TextColumn(
+            "tuning",
+            help="tuned: the seeds trained with values chosen by equal-budget tuning (the "
+            "protocol's trial budget, on a validation split of the training data; the submission "
+            "page shows them); untuned: with the spec's own values",
+        ),
+        tables.CITATION: st.column_config.TextColumn(
+            "citation", help="where a reported result comes from; its page link opens the paper"
+        ),
         tables.PARAMETERS: st.column_config.NumberColumn(
             "parameters", help="mean over runs", format="localized"
         ),
@@ -263,21 +288,31 @@ def render() -> None:
     columns = data.metric_columns(
         context.url, context.version.results, context.benchmark, context.protocol_version
     )
+    # Reported (paper) results join the table (marked, unranked), not the charts.
+    papers = data.reported(
+        context.url, context.version.results, context.benchmark, context.protocol_version
+    )
+    columns = reported.merge_columns(columns, papers)
+    platform_rows = rows
+    rows = [*rows, *reported.reported_rows(papers)]
     st.title(f"Ranking: {escape_markdown(label)}")
     chosen = filters(rows)
     full = tables.ranking_frame(rows, columns, context.convention, site.shared_params())
-    shown_rows = [row for row in rows if tables.matches(row, chosen)]
+    shown_rows = [row for row in platform_rows if tables.matches(row, chosen)]
     frame = tables.filter_frame(full, rows, chosen)
     better = tables.directions(columns, context.convention)
     shown, sort_by, best_first, exports_cell = table_controls(columns)
-    frame = tables.sort_frame(frame, sort_by, best_first, better)[shown]
+    frame = tables.sort_frame(frame, sort_by, best_first, better)
+    if sort_by == tables.RANK:
+        frame = reported.place_reported(frame)  # next to the platform's runs of the same method
+    frame = frame[shown]
     st.dataframe(
         frame, hide_index=True, column_config=column_config(columns, context.convention),
         height="content" if len(frame) <= 25 else 36 * 25, key="ranking_table",
     )  # fmt: skip
 
-    names = tables.display_names(rows)
-    baseline_ids = sorted({r["baseline_submission_id"] for r in rows} - {None})
+    names = tables.display_names(platform_rows)
+    baseline_ids = sorted({r["baseline_submission_id"] for r in platform_rows} - {None})
     used = (
         ", ".join(escape_markdown(names.get(i, f"#{i}")) + f" (#{i})" for i in baseline_ids)
         or "none trained yet, so no Δm"
@@ -287,12 +322,27 @@ def render() -> None:
         f"{escape_markdown(CONVENTIONS[context.convention])}. Baseline: {used}. Δm is the mean "
         "over seeds ± the half-width of its 95% t interval; a method whose interval overlaps "
         "that of its tie group's leader shares the leader's rank. Metrics are means over seeds. "
-        "Every result here was "
-        "trained by the platform (reproduced); reported results are not stored yet."
+        "Ranked by each submission's original campaign (its first evaluation under this "
+        "version); reruns are not mixed in: the latest rerun's Δm is shown beside it, flagged "
+        "'not reproduced' when it differs from the original's by more than the original's seed "
+        "standard deviation. "
+        "Rows of source 'reported' are results from papers: one value each, not ranked, their "
+        "Δm against the reported baseline of the same backbone (a paper's values), placed "
+        "after the platform's runs of the same method; details below."
     )
+    if papers:
+        with st.expander(f"Reported results ({len(papers)}): citations and Δm"):
+            st.dataframe(
+                reported.details_frame(papers), hide_index=True, key="reported_table",
+                column_config={
+                    "link": st.column_config.LinkColumn("link", display_text="paper"),
+                    "Δm per task ↑": st.column_config.NumberColumn(format="%+.2f"),
+                    "Δm per metric ↓": st.column_config.NumberColumn(format="%+.2f"),
+                },
+            )  # fmt: skip
     with exports_cell:
         exports_row(frame, context, better)
-    charts_section(context, shown_rows, rows)
+    charts_section(context, shown_rows, platform_rows)
 
 
 if __name__ == "__main__":

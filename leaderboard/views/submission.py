@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from db.delta_m import CONVENTIONS, PER_METRIC, PER_TASK
+from db.queries import MetricColumn
 from leaderboard import charts, data, exports, site, tables
 from leaderboard.text import CONVENTION_LABELS, escape_markdown, format_mean_std
 
@@ -83,6 +84,61 @@ def spec_section(url: str, version: data.Version, row: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
+def campaigns_section(
+    row: dict[str, Any],
+    runs: list[dict[str, Any]],
+    deltas: list[dict[str, Any]],
+    columns: list[MetricColumn],
+    convention: str,
+) -> None:
+    """Each campaign's results apart: the original evaluation, then every rerun."""
+    st.subheader("Campaigns")
+    if not runs:
+        st.info("No finished runs yet.")
+        return
+    frame = tables.campaigns_frame(
+        runs, deltas, columns, row.get("original_campaign_id"), convention
+    )
+    st.dataframe(
+        frame, hide_index=True, height="content",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f") for c in frame.columns[7:]
+        },
+    )  # fmt: skip
+    st.caption(
+        "One row per campaign under this protocol version: the original evaluation (its "
+        "first campaign, which the ranking uses) and each rerun. Δm: mean ± half-width of the "
+        "95% t interval over the campaign's seeds, in %; metrics: means over its seeds. "
+        f"reproduced ({CONVENTION_LABELS[convention]}): 'yes' when the rerun's mean Δm is "
+        "within the original's seed standard deviation of the original's mean, 'not "
+        "reproduced' otherwise; blank when not judged (fewer than 2 original seeds, or no Δm)."
+    )
+
+
+def tuning_section(url: str, version: data.Version, submission_id: int) -> None:
+    """The values equal-budget tuning chose and its trials, for a spec with a search space."""
+    tuning = data.tuning(url, version.results, submission_id)
+    if tuning is None:
+        return
+    st.subheader("Tuning")
+    chosen, trials = tables.tuning_frames(tuning)
+    left, right = st.columns([1, 3])
+    with left:
+        st.dataframe(chosen, hide_index=True, height="content")
+    with right:
+        st.dataframe(
+            trials, hide_index=True, height="content",
+            column_config={"objective": st.column_config.NumberColumn(format="%+.2f")},
+        )  # fmt: skip
+    st.caption(
+        f"Chosen by {tuning['trial_budget']} trials (the protocol's budget, the same for every "
+        f"method), each trained on the train split less {tuning['validation_size']} validation "
+        "items and scored there, never on the test split. Objective: "
+        f"{escape_markdown(tuning['objective'])}; the first trial is the spec's own values, so "
+        "the choice is never worse on validation. The seeds then trained with the chosen values."
+    )
+
+
 def jobs_section(jobs: list[dict[str, Any]]) -> None:
     st.subheader("Jobs")
     if not jobs:
@@ -108,7 +164,11 @@ def render() -> None:
     names = tables.display_names(rows)
     summary(row, rows, context.convention)
 
-    runs = data.submission_runs(url, version.results, chosen)
+    # This version's runs only: a rerun under another version shows under that version.
+    runs = data.submission_runs(url, version.results, chosen, context.protocol_version)
+    deltas = data.submission_deltas(
+        url, version.results, context.benchmark, context.protocol_version, chosen
+    )
     left, right = st.columns(2)
     with left:
         st.subheader("Submission")
@@ -135,11 +195,13 @@ def render() -> None:
             )  # fmt: skip
 
     spec_section(url, version, row)
+    tuning_section(url, version, chosen)
+    campaigns_section(row, runs, deltas, columns, context.convention)
 
     st.subheader("Runs")
     if runs:
         st.dataframe(
-            tables.runs_frame(runs, columns, row.get("run_deltas", [])),
+            tables.runs_frame(runs, columns, deltas),
             hide_index=True,
             column_config={
                 tables.PARAMETERS: st.column_config.NumberColumn(format="localized"),

@@ -1,6 +1,15 @@
 """Benchmarks; importing this package registers them."""
 
-from runners.benchmarks import synthetic_scenes
+from runners.benchmarks import cityscapes, nyuv2, synthetic_scenes, synthetic_shapes
 from runners.benchmarks.base import BENCHMARKS, Benchmark, Protocol, Resources
 
-__all__ = ["BENCHMARKS", "Benchmark", "Protocol", "Resources", "synthetic_scenes"]
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "Protocol",
+    "Resources",
+    "cityscapes",
+    "nyuv2",
+    "synthetic_scenes",
+    "synthetic_shapes",
+]

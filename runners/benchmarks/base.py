@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,16 @@ from runners.tasks import Task
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks the Ray cluster for."""
+    """What one job asks the Ray cluster for: `workers` workers of `cpus` and `gpus` each.
+
+    With more than one worker the job trains data-parallel with Ray Train
+    (`runners.distributed`): each worker takes its shard of every batch and the
+    gradients are averaged across workers before each optimiser step.
+    """
 
     cpus: float = 1.0
     gpus: float = 0.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,42 @@ class Protocol:
     description: str = ""
     # Start every backbone from its ImageNet weights, read from the local weights
     # folder (`runners.models.pretrained`; never downloaded, never named by a spec).
-    pretrained_backbones: bool = False
+    # True: every allowed backbone; a tuple: only the backbones it names (see `pretrained_for`).
+    pretrained_backbones: bool | tuple[str, ...] = False
+    # Equal-budget tuning (`runners.tuning`), part of the protocol version like the rest:
+    # every spec with a `search` gets the same number of trials (0: this version allows no
+    # tuning), each trained on the train split less a validation part of this fraction,
+    # carved deterministically from it, and scored on that part; never on the test split.
+    tuning_trials: int = 0
+    validation_fraction: float = 0.2
+    # Save a job's training state every this many epochs (0: never) to the shared
+    # checkpoint storage, so that a job retried after its node died resumes there.
+    # Not a result-changing choice: a resumed run is bit-identical to an uninterrupted one.
+    checkpoint_every: int = 0
+    # (height, width) of the images when they are not square; None: image_size x image_size.
+    image_shape: tuple[int, int] | None = None
+    # Training batch size per backbone, where it differs from `batch_size` (mtan/LibMTL's
+    # NYUv2: 2 with SegNet, 8 with the dilated ResNet-50); read it through `batch_size_for`.
+    batch_sizes: Mapping[str, int] = field(default_factory=dict)
+    # Each training batch goes through the benchmark's `augment` (random scale-crop, flip).
+    augmentation: bool = False
+    # The scheduler of the single-task baseline, as it appears in a spec (None: none).
+    baseline_scheduler: Mapping[str, Any] | None = None
+
+    def batch_size_for(self, backbone: str) -> int:
+        """The batch size of a job whose backbone is `backbone`."""
+        return self.batch_sizes.get(backbone, self.batch_size)
+
+    def pretrained_for(self, backbone: str) -> bool:
+        """Whether `backbone` starts from its ImageNet weights under this protocol."""
+        if isinstance(self.pretrained_backbones, bool):
+            return self.pretrained_backbones
+        return backbone in self.pretrained_backbones
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        """(height, width) of every image of the benchmark."""
+        return self.image_shape or (self.image_size, self.image_size)
 
 
 Batch = dict[str, torch.Tensor]
@@ -84,6 +126,14 @@ class Benchmark(abc.ABC):
     @abc.abstractmethod
     def load(self, split: str, protocol: Protocol) -> Batch:
         """The whole split in memory: `image` (N, 3, H, W) float32 and one target per task."""
+
+    def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """A training batch, augmented; the loop calls it when `Protocol.augmentation` is set.
+
+        Runs on the batch's device; every random choice comes from `generator`
+        (the job's), so that a run repeats.
+        """
+        raise NotImplementedError(f"benchmark {self.name!r} has no augmentation")
 
 
 def data_root() -> Path:

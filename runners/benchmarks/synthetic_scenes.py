@@ -92,6 +92,9 @@ BENCHMARKS.register("synthetic-scenes")(
                 max_parameters=5_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
+                tuning_trials=8,
+                validation_fraction=0.2,
+                checkpoint_every=1,
                 description="64x64, 1024 train / 256 test scenes, 10 epochs, batch 32, 3 seeds.",
             )
         },
@@ -118,6 +121,9 @@ BENCHMARKS.register("synthetic-scenes-mini")(
                 max_parameters=1_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
+                tuning_trials=2,
+                validation_fraction=0.2,
+                checkpoint_every=1,
                 description="32x32, 64 train / 32 test scenes, 3 epochs, batch 16, 3 seeds.",
             )
         },

@@ -107,7 +107,8 @@ def landed_run(url: str, submission_id: int) -> None:
         run = session.scalars(select(Run).where(Run.submission_id == submission_id)).first()
         submission = session.get(Submission, submission_id)
         assert run is not None and submission is not None
-        queue_jobs(session, submission, [9], campaign(session, "rerun"))
+        # A new seed of the original campaign: the ranking counts that campaign's runs only.
+        queue_jobs(session, submission, [9], campaign(session))
         [job] = claim_jobs(session)
         metrics: dict[str, dict[str, float]] = {}
         directions: dict[str, dict[str, bool]] = {}
@@ -326,7 +327,8 @@ def test_a_submission_page_by_url(pipeline_db: str, open_site: Open) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["seeds"] == "3"
     assert metrics["Δm per task ↑"].startswith(f"{chosen['per_task_mean']:+.2f} ± ")
-    facts, provenance, spec, runs, jobs = (table(at, i) for i in range(5))
+    facts, provenance, spec, campaigns, runs, jobs = (table(at, i) for i in range(6))
+    assert list(campaigns["campaign"]) == ["initial"] and list(campaigns["kind"]) == ["original"]
     assert (
         dict(zip(facts["field"], facts["value"], strict=True))["spec hash"] == chosen["spec_hash"]
     )

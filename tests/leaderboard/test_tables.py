@@ -160,9 +160,10 @@ def test_ranking_frame_per_task() -> None:
     assert list(frame.columns) == ranking_columns(COLUMNS)
     assert list(frame.columns) == [
         "id", "rank", "possible ranks", "name", "role", "architecture", "backbone", "weighting",
-        "optimizer", "Δm", "± 95% CI", "seeds", "pending", "failed", "segmentation miou ↑",
+        "optimizer", "Δm", "± 95% CI", "seeds", "pending", "failed", "latest rerun Δm",
+        "reproduced", "source", "tuning", "segmentation miou ↑",
         "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
-        "last result", "page",
+        "last result", "citation", "page",
     ]  # fmt: skip
     assert frame["name"].tolist() == ["m1", "m2", "stl", "m3"]
     assert frame["rank"].tolist() == [1, 2, 2, pd.NA]
@@ -319,7 +320,7 @@ def test_runs_frame_has_delta_m_every_metric_then_provenance() -> None:
     deltas = [{"run_id": 21, "per_task": 1.5, "per_metric": -2.5}]
     [record] = runs_frame([run], COLUMNS, deltas).to_dict("records")
     assert list(record) == [
-        "seed", "Δm per task ↑", "Δm per metric ↓", "segmentation miou ↑",
+        "seed", "campaign", "Δm per task ↑", "Δm per metric ↓", "segmentation miou ↑",
         "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
         "device", "code version", "protocol version", "torch", "ray", "python", "spec hash", "job",
         "finished at",

@@ -14,6 +14,7 @@ from torch import nn
 import runners.train
 from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.synthetic_scenes import SyntheticScenes
+from runners.benchmarks.synthetic_shapes import SyntheticShapes
 from runners.dispatch import execute
 from runners.models import ARCHITECTURES, MultiTaskModel
 from runners.models.base import BackboneChoice
@@ -44,6 +45,9 @@ def accepted(architecture: str, weighting: str) -> bool:
 
 
 COMBINATIONS = [(a, w) for a in ARCHITECTURES for w in WEIGHTINGS if accepted(a, w)]
+# Image-level tasks of mixed type: every architecture with a few methods of each family
+# (loss weighting, learnt weights, gradient surgery, a method on z).
+SHAPES_WEIGHTINGS = ("equal", "uncertainty", "pcgrad", "mgda-ub")
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())
@@ -77,10 +81,24 @@ TINY = SyntheticScenes(
 )
 
 
+# The same for image-level tasks: synthetic-shapes-mini with 8 images, one epoch of 2 steps.
+SHAPES_MINI = BENCHMARKS.get("synthetic-shapes-mini")
+TINY_SHAPES = SyntheticShapes(
+    "test-tiny-shapes",
+    "synthetic-shapes-mini with 8 train / 8 test images, batch 4, 1 epoch (tests only).",
+    {
+        1: dataclasses.replace(
+            SHAPES_MINI.protocol(1), train_size=8, test_size=8, epochs=1, batch_size=4
+        )
+    },
+)
+
+
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
-    """Register TINY; return where each model `train` builds lands, with its initial weights."""
+    """Register TINY and TINY_SHAPES; return the models `train` builds, with initial weights."""
     monkeypatch.setitem(BENCHMARKS._entries, TINY.name, TINY)
+    monkeypatch.setitem(BENCHMARKS._entries, TINY_SHAPES.name, TINY_SHAPES)
     built: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
     build = runners.train.build
 
@@ -93,28 +111,42 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> list[tuple[nn.Module, dict[str, tor
     return built
 
 
-@pytest.mark.parametrize(("architecture", "weighting"), COMBINATIONS)
+def combinations() -> list[Any]:
+    scenes = [pytest.param(a, w, TINY, id=f"{a}-{w}") for a, w in COMBINATIONS]
+    shapes = [
+        pytest.param(a, w, TINY_SHAPES, id=f"{a}-{w}-shapes")
+        for a in ARCHITECTURES
+        for w in SHAPES_WEIGHTINGS
+        if accepted(a, w)
+    ]
+    return scenes + shapes
+
+
+@pytest.mark.parametrize(("architecture", "weighting", "benchmark"), combinations())
 def test_every_combination_trains(
-    architecture: str, weighting: str, tiny: list[tuple[nn.Module, dict[str, torch.Tensor]]]
+    architecture: str,
+    weighting: str,
+    benchmark: SyntheticScenes | SyntheticShapes,
+    tiny: list[tuple[nn.Module, dict[str, torch.Tensor]]],
 ) -> None:
     torch.set_num_threads(1)
-    protocol = TINY.protocol(1)
-    result = train({**spec(architecture, weighting), "benchmark": TINY.name}, seed=0)
-    assert set(result.metrics) == {t.name for t in TINY.tasks}
-    for task in TINY.tasks:
+    protocol = benchmark.protocol(1)
+    result = train({**spec(architecture, weighting), "benchmark": benchmark.name}, seed=0)
+    assert set(result.metrics) == {t.name for t in benchmark.tasks}
+    for task in benchmark.tasks:
         assert list(result.metrics[task.name]) == [m.name for m in task.metrics]
         assert all(math.isfinite(v) for v in result.metrics[task.name].values())
     # One mean loss and one mean task weight per task per epoch, all finite.
     for name in ("loss", "weight"):
         points = {(c.epoch, c.task) for c in result.curves if c.name == name}
-        assert points == {(e, t.name) for e in range(protocol.epochs) for t in TINY.tasks}
+        assert points == {(e, t.name) for e in range(protocol.epochs) for t in benchmark.tasks}
     assert all(math.isfinite(c.value) for c in result.curves)
     # Every task's own parameters and the shared ones have moved.
     [(model, initial)] = tiny
     assert isinstance(model, MultiTaskModel)
     names = {id(p): n for n, p in model.named_parameters()}
     groups = {"shared": model.shared_parameters()}
-    groups.update({t.name: model.task_parameters(t.name) for t in TINY.tasks})
+    groups.update({t.name: model.task_parameters(t.name) for t in benchmark.tasks})
     for group, params in groups.items():
         unchanged = [names[id(p)] for p in params if torch.equal(p.detach(), initial[names[id(p)]])]
         assert not unchanged, f"{group} parameters did not change: {unchanged[:3]}"

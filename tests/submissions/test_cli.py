@@ -38,6 +38,7 @@ def test_every_verb_has_help() -> None:
         "status",
         "leaderboard",
         "baselines",
+        "rerun",
         "schema",
         "delta-m",
     ):

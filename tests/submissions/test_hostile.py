@@ -268,7 +268,7 @@ CASES: list[tuple[str, str, bytes, list[str]]] = [
         edit("benchmark: synthetic-scenes", "benchmark: synthetic-scene"),
         [
             "benchmark: unknown value 'synthetic-scene';"
-            " did you mean 'synthetic-scenes' or 'synthetic-scenes-mini'?"
+            " did you mean 'synthetic-scenes', 'synthetic-scenes-mini' or 'synthetic-shapes'?"
         ],
     ),
     (
