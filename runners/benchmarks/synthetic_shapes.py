@@ -11,21 +11,16 @@ that every job of a campaign reads the same bytes.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from runners.benchmarks import shapes
+from runners.benchmarks import render_cache, shapes
 from runners.benchmarks.base import (
     BENCHMARKS,
     Batch,
     Benchmark,
     Protocol,
     Resources,
-    data_root,
 )
 from runners.tasks import Classification, Regression
 
@@ -39,18 +34,9 @@ TASKS = (
 
 def cached_split(split: str, count: int, size: int, version: int) -> dict[str, np.ndarray]:
     """Render a split once; later calls (and other processes) read the cached file."""
-    path = data_root() / "synthetic-shapes" / f"v{version}" / f"{split}-{size}px-{count}.npz"
-    if not path.exists():
-        arrays = shapes.render_split(split, count, size=size, version=version)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so that concurrent jobs never read a partial file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            # numpy's stub misreads **kwargs as its allow_pickle flag.
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-        Path(tmp).replace(path)
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return render_cache.cached_split(
+        "synthetic-shapes", shapes.render_split, split, count, size, version
+    )
 
 
 class SyntheticShapes(Benchmark):
