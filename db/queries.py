@@ -72,7 +72,9 @@ def data_version(session: Session) -> DataVersion:
 
 
 def benchmark_versions(session: Session) -> list[tuple[str, int]]:
-    """(benchmark, protocol version) pairs that have submissions or reported results, newest first.
+    """(benchmark, version) pairs with submissions, then those with reported results only.
+
+    Each group by benchmark name, newest version first.
 
     A version that only reruns use (`mtlb rerun --protocol-version`) counts too.
     """
@@ -83,8 +85,13 @@ def benchmark_versions(session: Session) -> list[tuple[str, int]]:
         .where(Job.protocol_version.is_not(None))
     )
     pairs = {(b, int(v)) for b, v in session.execute(own.union(reruns))}
-    pairs |= reported.benchmark_versions(session)  # paper results alone show a version too
-    return sorted(pairs, key=lambda pair: (pair[0], -pair[1]))
+    # Paper results alone show a version too, after those with submissions: the
+    # site opens on the first, which should be one with runs to rank.
+    papers_only = reported.benchmark_versions(session) - pairs
+    return [
+        *sorted(pairs, key=lambda pair: (pair[0], -pair[1])),
+        *sorted(papers_only, key=lambda pair: (pair[0], -pair[1])),
+    ]
 
 
 def job_version() -> Any:

@@ -7,17 +7,16 @@ data root so that every job of a campaign reads the same bytes.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from runners.benchmarks import render_cache, scenes
+from runners.benchmarks import scenes
 from runners.benchmarks.base import (
     BENCHMARKS,
     Batch,
-    Benchmark,
     Protocol,
     Resources,
 )
+from runners.benchmarks.render_cache import RenderedBenchmark
 from runners.tasks import Depth, Normal, Segmentation
 
 TASKS = (
@@ -27,29 +26,15 @@ TASKS = (
 )
 
 
-def cached_split(split: str, count: int, size: int, version: int) -> dict[str, np.ndarray]:
-    """Render a split once; later calls (and other processes) read the cached file."""
-    return render_cache.cached_split(
-        "synthetic-scenes", scenes.render_split, split, count, size, version
-    )
-
-
-class SyntheticScenes(Benchmark):
-    # Scenes are rendered with the renderer of this version.
-    render_version = 1
-
-    def __init__(self, name: str, description: str, protocols: dict[int, Protocol]) -> None:
-        self.name = name
-        self.description = description
-        self.tasks = TASKS
-        self.protocols = protocols
+class SyntheticScenes(RenderedBenchmark):
+    family = "synthetic-scenes"
+    tasks = TASKS
+    render = staticmethod(scenes.render_split)
 
     def load(self, split: str, protocol: Protocol) -> Batch:
-        count = {"train": protocol.train_size, "test": protocol.test_size}[split]
-        arrays = cached_split(split, count, protocol.image_size, self.render_version)
-        image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        image, arrays = self.rendered(split, protocol)
         return {
-            "image": image.contiguous(memory_format=torch.channels_last),
+            "image": image,
             "segmentation": torch.from_numpy(arrays["segmentation"]).long(),
             "depth": torch.from_numpy(arrays["depth"])[:, None].contiguous(),
             "normal": torch.from_numpy(arrays["normal"]).permute(0, 3, 1, 2).contiguous(),

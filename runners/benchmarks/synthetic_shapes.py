@@ -11,17 +11,16 @@ that every job of a campaign reads the same bytes.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from runners.benchmarks import render_cache, shapes
+from runners.benchmarks import shapes
 from runners.benchmarks.base import (
     BENCHMARKS,
     Batch,
-    Benchmark,
     Protocol,
     Resources,
 )
+from runners.benchmarks.render_cache import RenderedBenchmark
 from runners.tasks import Classification, Regression
 
 TASKS = (
@@ -32,30 +31,16 @@ TASKS = (
 )
 
 
-def cached_split(split: str, count: int, size: int, version: int) -> dict[str, np.ndarray]:
-    """Render a split once; later calls (and other processes) read the cached file."""
-    return render_cache.cached_split(
-        "synthetic-shapes", shapes.render_split, split, count, size, version
-    )
-
-
-class SyntheticShapes(Benchmark):
-    # Images are rendered with the renderer of this version.
-    render_version = 1
-
-    def __init__(self, name: str, description: str, protocols: dict[int, Protocol]) -> None:
-        self.name = name
-        self.description = description
-        self.tasks = TASKS
-        self.protocols = protocols
+class SyntheticShapes(RenderedBenchmark):
+    family = "synthetic-shapes"
+    tasks = TASKS
+    render = staticmethod(shapes.render_split)
 
     def load(self, split: str, protocol: Protocol) -> Batch:
         """`image` (N, 3, H, W) in [-0.5, 0.5]; `shape`, `colour` int64 and `count`, `size` (N,)."""
-        count = {"train": protocol.train_size, "test": protocol.test_size}[split]
-        arrays = cached_split(split, count, protocol.image_size, self.render_version)
-        image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        image, arrays = self.rendered(split, protocol)
         return {
-            "image": image.contiguous(memory_format=torch.channels_last),
+            "image": image,
             "shape": torch.from_numpy(arrays["shape"]).long(),
             "colour": torch.from_numpy(arrays["colour"]).long(),
             "count": torch.from_numpy(arrays["count"]).float(),

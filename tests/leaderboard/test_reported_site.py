@@ -17,6 +17,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from db import queries
 from db.delta_m import PER_METRIC
 from db.models import Role
 from db.queue import (
@@ -173,3 +174,15 @@ def test_place_reported_keeps_unmatched_rows_in_order() -> None:
 def test_docstring_examples() -> None:
     result = doctest.testmod(reported)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_the_site_opens_on_a_benchmark_with_runs_not_on_papers_alone(
+    site_db: str, open_site: Any
+) -> None:
+    """The shipped nyuv2 paper baseline sorts before synthetic-* by name, yet has no runs."""
+    result = invoke(site_db, "--builtin")
+    assert result.exit_code == 0, result.output
+    with transaction(site_db) as session:
+        assert queries.benchmark_versions(session) == [(BENCHMARK, 1), ("nyuv2", 1)]
+    at = open_site(site_db)
+    assert at.dataframe[0].value["name"].tolist()[0] == "hps-equal"
