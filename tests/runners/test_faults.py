@@ -76,8 +76,8 @@ def ray_address() -> str:
 def test_worker_node_death_job_is_retried_elsewhere_and_recorded_once(tmp_path: Path) -> None:
     """Relies on Ray's task retry (max_retries=1) after node death, and on the job's checkpoint."""
     url = f"sqlite:///{tmp_path / 'cluster.sqlite'}"
-    # Three times as wide: the job's two epochs after its first checkpoint take
-    # seconds, so the node dies mid-job, not after it (a narrow one can finish first).
+    # Three times as wide: the job is still training when its first checkpoint
+    # appears and the scenario freezes it (the node then dies mid-job).
     queue_mini(url, tmp_path, ["hps-equal"], seeds=1, width=3.0)
     storage = tmp_path / "storage"
     script = Path(__file__).with_name("cluster_scenario.py")
@@ -88,6 +88,7 @@ def test_worker_node_death_job_is_retried_elsewhere_and_recorded_once(tmp_path: 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["dispatcher_rc"] == 0, seen["dispatcher_output"]
+    assert seen["frozen"] == 1  # the job was caught mid-training on the node that died
     # `mtlb run --address` attached to the cluster, and the job asked for its protocol's CPUs.
     protocol = BENCHMARKS.get("synthetic-scenes-mini").protocol(1)
     assert seen["cpus_in_use"] == protocol.resources.cpus
