@@ -24,7 +24,7 @@ Protocol v1, with the source of each value:
 from __future__ import annotations
 
 from runners.benchmarks.base import BENCHMARKS, Protocol, Resources
-from runners.benchmarks.npy_layout import NpyBenchmark
+from runners.benchmarks.npy_layout import MTAN_ADAM, MTAN_STEP, NpyBenchmark
 from runners.tasks import Depth, Segmentation
 
 ROOT_ENV = "MTLB_CITYSCAPES_ROOT"
@@ -32,9 +32,6 @@ NUM_CLASSES = 7
 
 TASKS = (Segmentation("segmentation", num_classes=NUM_CLASSES), Depth("depth"))
 FOLDERS = {"image": "image", "segmentation": "label_7", "depth": "depth"}
-
-ADAM = {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
-STEP = {"name": "step", "step_size": 100, "gamma": 0.5}
 
 PROTOCOL_V1 = Protocol(
     version=1,
@@ -50,8 +47,8 @@ PROTOCOL_V1 = Protocol(
     max_lr=0.1,
     # Every architecture at its defaults fits (MTAN on ResNet-50 is the largest).
     max_parameters=120_000_000,
-    baseline_optimizer=ADAM,
-    baseline_scheduler=STEP,
+    baseline_optimizer=MTAN_ADAM,
+    baseline_scheduler=MTAN_STEP,
     resources=Resources(cpus=4, gpus=1),
     pretrained_backbones=("resnet50-dilated",),
     augmentation=True,

@@ -40,6 +40,10 @@ from runners.tasks import Segmentation, Task
 
 # The protocol's split -> the layout's folder.
 SPLIT_FOLDERS = {"train": "train", "test": "val"}
+# The schedule of mtan, CAGrad, Nash-MTL and LibMTL on both datasets: the
+# baseline's optimiser and scheduler as a spec writes them.
+MTAN_ADAM = {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
+MTAN_STEP = {"name": "step", "step_size": 100, "gamma": 0.5}
 # Bump when the cache's format or the checks change: old caches are then ignored.
 CACHE_FORMAT = 1
 

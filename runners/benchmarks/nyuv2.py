@@ -29,7 +29,7 @@ Protocol v1, with the source of each value:
 from __future__ import annotations
 
 from runners.benchmarks.base import BENCHMARKS, Protocol, Resources
-from runners.benchmarks.npy_layout import NpyBenchmark
+from runners.benchmarks.npy_layout import MTAN_ADAM, MTAN_STEP, NpyBenchmark
 from runners.tasks import Depth, Normal, Segmentation
 
 ROOT_ENV = "MTLB_NYUV2_ROOT"
@@ -37,9 +37,6 @@ NUM_CLASSES = 13
 
 TASKS = (Segmentation("segmentation", num_classes=NUM_CLASSES), Depth("depth"), Normal("normal"))
 FOLDERS = {"image": "image", "segmentation": "label", "depth": "depth", "normal": "normal"}
-
-ADAM = {"name": "adam", "lr": 1e-4, "weight_decay": 0.0}
-STEP = {"name": "step", "step_size": 100, "gamma": 0.5}
 
 PROTOCOL_V1 = Protocol(
     version=1,
@@ -56,8 +53,8 @@ PROTOCOL_V1 = Protocol(
     # Every architecture at its defaults fits: single-task SegNet 75M, MTAN on ResNet-50 99M
     # (the largest); hard sharing 25M (SegNet) and 24M (ResNet-50).
     max_parameters=120_000_000,
-    baseline_optimizer=ADAM,
-    baseline_scheduler=STEP,
+    baseline_optimizer=MTAN_ADAM,
+    baseline_scheduler=MTAN_STEP,
     resources=Resources(cpus=4, gpus=1),
     pretrained_backbones=("resnet50-dilated",),
     augmentation=True,
