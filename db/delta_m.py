@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Float, Select, and_, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Float, Select, and_, case, cast, func, literal, select
 
 from db.models import Baseline, Job, MetricValue, Run
 
@@ -117,6 +118,15 @@ def original_campaigns() -> Select[int, int, int]:
     )
 
 
+def in_original_campaign(original: Any) -> ColumnElement[bool]:
+    """Join condition: a `Run` (joined to its `Job`) is of the `original` subquery's campaign."""
+    return and_(
+        original.c.submission_id == Run.submission_id,
+        original.c.protocol_version == Run.protocol_version,
+        original.c.campaign_id == Job.campaign_id,
+    )
+
+
 def baseline_values() -> Select[tuple[str, int, str, int, str, str, float, int]]:
     """B(t, k) per (benchmark, version, backbone): the mean over the designated baseline's runs.
 
@@ -149,14 +159,7 @@ def baseline_values() -> Select[tuple[str, int, str, int, str, str, float, int]]
             ),
         )
         .join(Job, Job.id == Run.job_id)
-        .join(
-            original,
-            and_(
-                original.c.submission_id == Run.submission_id,
-                original.c.protocol_version == Run.protocol_version,
-                original.c.campaign_id == Job.campaign_id,
-            ),
-        )
+        .join(original, in_original_campaign(original))
         .join(MetricValue, MetricValue.run_id == Run.id)
         .group_by(
             Baseline.benchmark,

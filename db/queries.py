@@ -11,7 +11,14 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from db import reported
-from db.delta_m import PER_METRIC, PER_TASK, original_campaigns, relative_deltas, run_delta_m
+from db.delta_m import (
+    PER_METRIC,
+    PER_TASK,
+    in_original_campaign,
+    original_campaigns,
+    relative_deltas,
+    run_delta_m,
+)
 from db.models import (
     Baseline,
     Campaign,
@@ -123,14 +130,7 @@ def original_runs(benchmark: str, version: int) -> Select[int]:
     return (
         select(Run.id)
         .join(Job, Job.id == Run.job_id)
-        .join(
-            original,
-            and_(
-                original.c.submission_id == Run.submission_id,
-                original.c.protocol_version == Run.protocol_version,
-                original.c.campaign_id == Job.campaign_id,
-            ),
-        )
+        .join(original, in_original_campaign(original))
         .where(Run.benchmark == benchmark, Run.protocol_version == version)
     )
 
