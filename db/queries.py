@@ -385,6 +385,63 @@ def run_deltas(
     return [dict(zip(keys, row, strict=True)) for row in result]
 
 
+@dataclass(frozen=True)
+class SeedResult:
+    """One seed of a submission's original campaign: Δm in both conventions and every metric.
+
+    Seeds are common random numbers, so the results of two submissions at the
+    same seed are paired (`leaderboard.paired`).  Δm is None without a
+    trained baseline.
+    """
+
+    submission_id: int
+    seed: int
+    run_id: int
+    per_task: float | None
+    per_metric: float | None
+    metrics: dict[tuple[str, str], float]
+
+
+def seed_results(
+    session: Session, benchmark: str, version: int, submission_ids: Sequence[int] | None = None
+) -> list[SeedResult]:
+    """Every seed of each submission's original campaign (`original_runs`), by submission, seed.
+
+    Δm per run from `db.delta_m.run_delta_m` (as `run_deltas`), metrics from
+    the metric values.  A campaign has one job per (submission, seed), so a
+    seed appears once per submission.  `submission_ids` limits the rows.
+    """
+    per_run = run_delta_m().subquery("per_run")
+    runs = (
+        select(Run.id, Run.submission_id, Run.seed, per_run.c[PER_TASK], per_run.c[PER_METRIC])
+        .outerjoin(per_run, per_run.c.run_id == Run.id)
+        .where(Run.id.in_(original_runs(benchmark, version)))
+        .order_by(Run.submission_id, Run.seed, Run.id)
+    )
+    values = (
+        select(MetricValue.run_id, MetricValue.task, MetricValue.metric, MetricValue.value)
+        .join(Run, Run.id == MetricValue.run_id)
+        .where(Run.id.in_(original_runs(benchmark, version)))
+    )
+    if submission_ids is not None:
+        runs = runs.where(Run.submission_id.in_(list(submission_ids)))
+        values = values.where(Run.submission_id.in_(list(submission_ids)))
+    metrics: dict[int, dict[tuple[str, str], float]] = {}
+    for run_id, task, metric, value in session.execute(values):
+        metrics.setdefault(run_id, {})[(task, metric)] = float(value)
+    return [
+        SeedResult(
+            submission_id=sid,
+            seed=seed,
+            run_id=run_id,
+            per_task=None if per_task is None else float(per_task),
+            per_metric=None if per_metric is None else float(per_metric),
+            metrics=metrics.get(run_id, {}),
+        )
+        for run_id, sid, seed, per_task, per_metric in session.execute(runs)
+    ]
+
+
 def submission_runs(
     session: Session, submission_id: int, version: int | None = None
 ) -> list[dict[str, Any]]:

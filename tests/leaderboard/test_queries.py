@@ -200,3 +200,69 @@ def test_the_site_queries_on_each_database(database_url: str) -> None:
     assert depth == ["abs_err", "rel_err"]
     assert version.jobs[1] == (("failed", 2), ("succeeded", 4))
     read_only_engine(database_url).dispose()
+
+
+def test_seed_results_pair_by_seed_over_the_original_campaign(database_url: str) -> None:
+    """SQLite and PostgreSQL: seeds 0-2 of a method, seeds 1-3 of another, a rerun left out."""
+    from db.delta_m import delta_m
+    from db.queue import designate_baseline, store_submission
+    from db.reruns import new_campaign
+
+    directions = {"seg": {"miou": True}, "depth": {"abs_err": False}}
+
+    def values(miou: float, abs_err: float) -> dict[str, dict[str, float]]:
+        return {"seg": {"miou": miou}, "depth": {"abs_err": abs_err}}
+
+    provenance = {"code_version": "git:x", "torch_version": "t", "python_version": "p",
+                  "ray_version": "r", "device": "cpu", "wall_time_s": 1.0,
+                  "parameter_count": 10, "flops": 10}  # fmt: skip
+    plan = {  # name: (role, seeds, miou at seed s = base + s / 100)
+        "stl": (Role.BASELINE, [0, 1], 0.50),
+        "a": (Role.METHOD, [0, 1, 2], 0.40),
+        "b": (Role.METHOD, [1, 2, 3], 0.60),
+    }
+    with transaction(database_url) as session:
+        stored = {}
+        for name, (role, seeds, _) in plan.items():
+            spec = {"name": name, "benchmark": "b", "protocol_version": 1,
+                    "architecture": {"name": "x", "backbone": "k"}, "weighting": {"name": name},
+                    "optimizer": {"name": "o"}}  # fmt: skip
+            submission, _ = store_submission(
+                session, spec=spec, spec_hash=name * 16, source="", role=role
+            )
+            stored[name] = submission
+            if role is Role.BASELINE:
+                designate_baseline(session, submission)
+            queue_jobs(session, submission, seeds, campaign(session))
+        for job in claim_jobs(session):
+            base = plan[job.submission.name][2]
+            outcome = Outcome(values(base + job.seed / 100, 0.4), directions, [], provenance)
+            record_success(session, job, outcome)
+        # A rerun of `a` at seed 0 with other values: not in the original campaign's seeds.
+        queue_jobs(session, stored["a"], [0], new_campaign(session, "again", "check"))
+        [job] = claim_jobs(session)
+        record_success(session, job, Outcome(values(0.9, 0.1), directions, [], provenance))
+        ids = {name: s.id for name, s in stored.items()}
+    with read(database_url) as session:
+        every = queries.seed_results(session, "b", 1)
+        some = queries.seed_results(session, "b", 1, [ids["a"], ids["b"]])
+        rows = {r["id"]: r for r in queries.ranking(session, "b", 1)}
+    assert [(r.submission_id, r.seed) for r in every] == [
+        (ids["stl"], 0), (ids["stl"], 1), (ids["a"], 0), (ids["a"], 1), (ids["a"], 2),
+        (ids["b"], 1), (ids["b"], 2), (ids["b"], 3),
+    ]  # fmt: skip
+    assert some == [r for r in every if r.submission_id != ids["stl"]]
+    baseline = values(0.505, 0.4)  # the mean of the baseline's two seeds
+    for result in every:
+        name = next(n for n, i in ids.items() if i == result.submission_id)
+        expected = values(plan[name][2] + result.seed / 100, 0.4)
+        assert result.metrics == pytest.approx(
+            {(t, m): v for t, ms in expected.items() for m, v in ms.items()}
+        )
+        d = delta_m(expected, baseline, directions)
+        assert result.per_task == pytest.approx(d.per_task, abs=1e-9)
+        assert result.per_metric == pytest.approx(d.per_metric, abs=1e-9)
+        # The same per-seed Δm as the ranking's rows (the original campaign's runs).
+        [same] = [r for r in rows[result.submission_id]["run_deltas"] if r["seed"] == result.seed]
+        assert same["per_task"] == pytest.approx(result.per_task, abs=1e-12)
+    read_only_engine(database_url).dispose()
