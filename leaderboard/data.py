@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from db import queries
 from db import reported as db_reported
-from db.queries import DataVersion, MetricColumn
+from db.queries import DataVersion, MetricColumn, SeedResult
 from db.session import read_only_session_factory
 from db.tunings import tuning_of
+from leaderboard import paired, tables
 
 T = TypeVar("T")
 Version = DataVersion
@@ -84,6 +85,24 @@ def ranking(
         ranking_results(url, data.results, benchmark, protocol_version),
         job_summary(url, data.jobs, benchmark, protocol_version),
     )
+
+
+@cached
+def placements(
+    url: str, results: Part, benchmark: str, protocol_version: int, convention: str
+) -> dict[int, paired.Placement]:
+    """`tables.placements` of the ranking: every pair of submissions tested once per data
+    version and convention, not on every page run."""
+    rows = ranking_results(url, results, benchmark, protocol_version)
+    return tables.placements(rows, convention)
+
+
+@cached
+def seed_results(
+    url: str, results: Part, benchmark: str, protocol_version: int, submission_ids: tuple[int, ...]
+) -> list[SeedResult]:
+    """Per-seed Δm and metrics of some submissions' original campaigns, to pair by seed."""
+    return _read(url, queries.seed_results, benchmark, protocol_version, submission_ids)
 
 
 @cached

@@ -10,7 +10,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 import pandas as pd  # no pandas-stubs in dev deps
 
 from db.models import FINISHED_STATES, JobState
-from db.queries import MetricColumn
+from db.queries import MetricColumn, SeedResult
 from db.reruns import reproduced as _reproduced
-from leaderboard import stats
+from leaderboard import paired, stats
 from leaderboard.text import (
     HIGHER_IS_BETTER,
     first_line,
@@ -32,6 +32,8 @@ from leaderboard.text import (
 ID = "id"
 RANK = "rank"
 RANK_RANGE = "possible ranks"
+TIE_GROUP = "tie group"
+RANK_TEST = "rank test"
 NAME = "name"
 ROLE = "role"
 DELTA_M = "Δm"
@@ -66,17 +68,6 @@ REPORTED = "reported"
 Row = Mapping[str, Any]
 
 
-def ranks(means: Sequence[float | None], higher_is_better: bool) -> list[int | None]:
-    """Competition ranks ('1224'): 1 + the number of strictly better means; None without a mean.
-
-    >>> ranks([1.0, None, 3.0, 1.0], higher_is_better=True)
-    [2, None, 1, 2]
-    >>> ranks([1.0, None, 3.0, 1.0], higher_is_better=False)
-    [1, None, 3, 1]
-    """
-    return stats.tied_ranks(means, [None] * len(means), higher_is_better)
-
-
 def display_names(rows: Iterable[Row]) -> dict[int, str]:
     """Submission id -> the name shown; names are not unique, so a repeated one gets its id.
 
@@ -109,23 +100,93 @@ def half_width(row: Row, convention: str) -> float | None:
     return stats.half_width(row.get(f"{convention}_std"), n)
 
 
-def tied(rows: Sequence[Row], convention: str) -> list[int | None]:
-    """`stats.tied_ranks` of the rows' mean Δm and confidence intervals."""
-    return stats.tied_ranks(
-        [mean(r, convention) for r in rows],
-        [half_width(r, convention) for r in rows],
-        HIGHER_IS_BETTER[convention],
+def seed_values(row: Row, convention: str) -> dict[int, float]:
+    """{seed: Δm in `convention`} of the row's runs (its original campaign's, `run_deltas`)."""
+    return {
+        int(run["seed"]): float(run[convention])
+        for run in row.get("run_deltas") or ()
+        if run.get(convention) is not None
+    }
+
+
+def placements(rows: Sequence[Row], convention: str) -> dict[int, paired.Placement]:
+    """{row id: where it stands}: `paired.rank` of the rows' per-seed Δm.
+
+    Each row's seeds are paired with the other rows' seeds of the same number
+    (common random numbers).  Reported (paper) rows are not ranked.  Here a
+    placement's `reference` is the id of the row it was compared with, not
+    an index.
+    """
+    ranked_rows = [row for row in rows if row.get("source") != REPORTED]
+    found = paired.rank(
+        [seed_values(row, convention) for row in ranked_rows], HIGHER_IS_BETTER[convention]
     )
+    out = {}
+    for row, placement in zip(ranked_rows, found, strict=True):
+        if placement is not None:
+            reference = None if placement.reference is None else ranked_rows[placement.reference]
+            out[row["id"]] = replace(
+                placement, reference=None if reference is None else reference["id"]
+            )
+    return out
 
 
-def ranked(rows: Sequence[Row], convention: str) -> list[tuple[int | None, Row]]:
-    """(tied rank, row), best mean Δm first; rows without Δm last, by id."""
-    order = tied(rows, convention)
+RANKS_EXPLAINED = (
+    "Ranks come from paired comparisons: runs at the same seed share data order and "
+    "initialisation, so each entry is compared with its tie group's leader over the seeds "
+    "both ran (paired t test; Welch's test when they share fewer than 2 seeds, as the rank "
+    "test column says), and shares the leader's rank unless the 95% interval of the "
+    "difference excludes 0."
+)
+
+
+def by_delta_m(rows: Sequence[Row], convention: str) -> list[Row]:
+    """The rows best mean Δm first (the ranking's order); rows without Δm last, by id."""
     sign = -1.0 if HIGHER_IS_BETTER[convention] else 1.0
-    pairs = list(zip(order, rows, strict=True))
     return sorted(
-        pairs,
-        key=lambda p: (p[0] is None, sign * (mean(p[1], convention) or 0.0), p[1]["id"]),
+        rows,
+        key=lambda row: (mean(row, convention) is None, sign * (mean(row, convention) or 0.0),
+                         row["id"]),
+    )  # fmt: skip
+
+
+def rank_test_text(placement: paired.Placement | None, names: Mapping[int, str]) -> str:
+    """The ranking's `rank test` cell: the comparison that placed the entry; '' for the first.
+
+    >>> a, b = {0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.5, 1: 1.0, 2: 2.9}
+    >>> placed = paired.rank([a, b], True)
+    >>> rank_test_text(placed[1], {0: "A"})
+    'vs A: paired t, 3 seeds, p = 0.18'
+    >>> rank_test_text(paired.rank([a, {5: 9.0}], True)[0], {1: "B"})  # B: one seed, best
+    'vs B: not testable (1 seed)'
+    """
+    if placement is None or placement.difference is None or placement.reference is None:
+        return ""
+    difference = placement.difference
+    text = f"vs {names.get(placement.reference, f'#{placement.reference}')}: "
+    text += difference.describe()
+    if difference.test == paired.NO_TEST:
+        return text
+    if math.isnan(difference.p):
+        return text + ", identical"
+    return text + f", p = {difference.p:.2g}"
+
+
+def tie_notice(placed: Mapping[int, paired.Placement]) -> str | None:
+    """What to say above the ranking when every entry ties (`paired.all_tied`), else None.
+
+    >>> placed = paired.rank([{0: 1.0, 1: 3.0}, {0: 2.0, 1: 2.5}], True)
+    >>> tie_notice(dict(enumerate(placed)))[:27]
+    'All 2 entries tie at rank 1'
+    >>> tie_notice({}) is None
+    True
+    """
+    if not paired.all_tied(list(placed.values())):
+        return None
+    return (
+        f"All {len(placed)} entries tie at rank 1: the 95% interval of each one's difference "
+        "from the leader includes 0. Separating them needs more seeds or a quieter protocol "
+        "(longer training, a larger test split), not other statistics."
     )
 
 
@@ -171,9 +232,7 @@ def _clean(value: float | None) -> float | None:
     return 0.0 if value is not None and abs(value) < 1e-9 else value
 
 
-def _rank_range(bounds: tuple[int, int] | None) -> str:
-    if bounds is None:
-        return ""
+def _rank_range(bounds: tuple[int, int]) -> str:
     best, worst = bounds
     return str(best) if best == worst else f"{best}–{worst}"
 
@@ -183,37 +242,41 @@ def ranking_frame(
     columns: Iterable[MetricColumn],
     convention: str,
     link_params: Mapping[str, str] | None = None,
+    placed: Mapping[int, paired.Placement] | None = None,
 ) -> pd.DataFrame:
     """The ranking table: one row per submission, best Δm first, every metric as a mean.
 
-    `rank` is the tied rank (`stats.tied_ranks`: a method whose 95% interval
-    overlaps its tie group's leader's shares its rank); `possible ranks` the range a method
-    could take given the intervals (`stats.rank_ranges`); `Δm` the mean over
-    seeds and `± 95% CI` the half-width of its t interval.
+    `rank`, `tie group`, `possible ranks` and `rank test` come from paired
+    comparisons over shared seeds (`placements`, `paired.rank`: an entry shares
+    its tie group leader's rank unless the 95% interval of their difference
+    excludes 0); `rank test` names the comparison that placed the entry.
+    `Δm` is the mean over seeds and `± 95% CI` the half-width of its t
+    interval.  `placed` is `placements(rows, convention)`, computed when not
+    given.
     """
     columns = list(columns)
     higher = HIGHER_IS_BETTER[convention]
     means = [mean(r, convention) for r in rows]
     halves = [half_width(r, convention) for r in rows]
     # Reported (paper) results are not ranked: one value against a paper's baseline, no interval.
-    ranked_means = [
-        None if r.get("source") == REPORTED else m for r, m in zip(rows, means, strict=True)
-    ]
-    tied_ranks = stats.tied_ranks(ranked_means, halves, higher)
-    ranges = stats.rank_ranges(ranked_means, halves, higher)
+    if placed is None:
+        placed = placements(rows, convention)
     names = display_names(r for r in rows if r.get("source") != REPORTED)
     records = []
     for i, row in enumerate(rows):
+        placement = placed.get(row["id"]) if row.get("source") != REPORTED else None
         record: dict[str, Any] = {
             ID: row["id"],
-            RANK: tied_ranks[i],
-            RANK_RANGE: _rank_range(ranges[i]),
+            RANK: None if placement is None else placement.rank,
+            RANK_RANGE: "" if placement is None else _rank_range((placement.best, placement.worst)),
+            TIE_GROUP: None if placement is None else placement.group,
             NAME: names.get(row["id"], row["name"]),
             ROLE: str(row["role"]),
             **{key: row[key] for key in IDENTITY},
             DELTA_M: _clean(means[i]),
             CI: halves[i],
             SEEDS: int(row["seeds"]),
+            RANK_TEST: rank_test_text(placement, names),
             PENDING: int(row.get("pending_jobs") or 0),
             FAILED: int(row.get("failed_jobs") or 0),
             RERUN_DELTA_M: _clean(row.get(f"rerun_{convention}_mean")),
@@ -239,7 +302,7 @@ def ranking_frame(
             record[PAGE] = submission_link(row["id"], link_params)
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=ranking_columns(columns))
-    for column in (RANK, PARAMETERS, FLOPS):
+    for column in (RANK, TIE_GROUP, PARAMETERS, FLOPS):
         frame[column] = frame[column].astype("Int64")
     for column in (DELTA_M, CI, RERUN_DELTA_M, WALL_TIME):
         frame[column] = frame[column].astype("float64")
@@ -302,7 +365,8 @@ def reproduced_text(flag: bool | None) -> str:
 def ranking_columns(columns: Iterable[MetricColumn]) -> list[str]:
     """Every column of `ranking_frame`, in order."""
     return [
-        ID, RANK, RANK_RANGE, NAME, ROLE, *IDENTITY, DELTA_M, CI, SEEDS, PENDING, FAILED,
+        ID, RANK, RANK_RANGE, TIE_GROUP, NAME, ROLE, *IDENTITY, DELTA_M, CI, SEEDS, RANK_TEST,
+        PENDING, FAILED,
         RERUN_DELTA_M, REPRODUCED, SOURCE, TUNING,
         *(metric_header(c.task, c.metric, c.higher_is_better) for c in columns),
         *COSTS, LAST_RESULT, CITATION, PAGE,
@@ -311,7 +375,7 @@ def ranking_columns(columns: Iterable[MetricColumn]) -> list[str]:
 
 def default_columns(columns: Iterable[MetricColumn]) -> list[str]:
     """The columns shown until the visitor chooses: every metric, not the bookkeeping."""
-    hidden = {ID, RANK_RANGE, "backbone", "optimizer", PENDING, FAILED, LAST_RESULT}
+    hidden = {ID, RANK_RANGE, TIE_GROUP, "backbone", "optimizer", PENDING, FAILED, LAST_RESULT}
     return [c for c in ranking_columns(columns) if c not in hidden]
 
 
@@ -405,7 +469,7 @@ def cost_frame(rows: Sequence[Row], convention: str, cost: str) -> pd.DataFrame:
     """
     names = display_names(rows)
     records = []
-    for _, row in ranked(rows, convention):
+    for row in by_delta_m(rows, convention):
         value = mean(row, convention)
         x = cost_of(row, cost)
         if value is None or x is None:
@@ -455,7 +519,7 @@ def task_delta_frame(
 ) -> pd.DataFrame:
     """Per-task relative gain (x100) per submission, submissions in ranking order."""
     names = display_names(rows)
-    order = {row["id"]: i for i, (_, row) in enumerate(ranked(rows, convention))}
+    order = {row["id"]: i for i, row in enumerate(by_delta_m(rows, convention))}
     records = [
         {"submission": names[sid], "task": task, "delta": value, "_order": order[sid]}
         for sid, task, value in deltas
@@ -476,7 +540,7 @@ def seeds_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
             "seed": run["seed"],
             DELTA_M: float(run[convention]),
         }
-        for _, row in ranked(rows, convention)
+        for row in by_delta_m(rows, convention)
         for run in row.get("run_deltas", [])
         if run.get(convention) is not None
     ]
@@ -795,70 +859,92 @@ class Sample:
         return stats.half_width(std, self.n)
 
 
-def samples(
-    runs: Sequence[Row], deltas: Sequence[Row], columns: Iterable[MetricColumn]
-) -> dict[str, Sample]:
-    """Per quantity (Δm in each convention, then every metric): its values over the runs."""
-    out = {
-        "Δm per task ↑": Sample(tuple(float(d["per_task"]) for d in deltas)),
-        "Δm per metric ↓": Sample(tuple(float(d["per_metric"]) for d in deltas)),
+DELTA_M_QUANTITIES = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
+
+
+def seed_samples(
+    results: Iterable[SeedResult], columns: Iterable[MetricColumn]
+) -> dict[str, dict[int, float]]:
+    """Per quantity (Δm in each convention, then every metric): {seed: value} over one
+    submission's seeds (`db.queries.seed_results`), to be paired by seed."""
+    results = list(results)
+    out: dict[str, dict[int, float]] = {
+        DELTA_M_QUANTITIES["per_task"]: {
+            r.seed: r.per_task for r in results if r.per_task is not None
+        },
+        DELTA_M_QUANTITIES["per_metric"]: {
+            r.seed: r.per_metric for r in results if r.per_metric is not None
+        },
     }
     for c in columns:
-        values = tuple(
-            float(run["metrics"][(c.task, c.metric)])
-            for run in runs
-            if (c.task, c.metric) in run.get("metrics", {})
-        )
-        out[metric_header(c.task, c.metric, c.higher_is_better)] = Sample(values)
+        out[metric_header(c.task, c.metric, c.higher_is_better)] = {
+            r.seed: r.metrics[(c.task, c.metric)]
+            for r in results
+            if (c.task, c.metric) in r.metrics
+        }
     return out
+
+
+IMPROVEMENT = "P(improvement)"
+SIGNIFICANT = "significant"
 
 
 def comparison_frames(
     names: Sequence[str],
-    samples_by_submission: Sequence[Mapping[str, Sample]],
+    values_by_submission: Sequence[Mapping[str, Mapping[int, float]]],
     better: Mapping[str, bool],
-    alpha: float = 0.05,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Submissions side by side, and each one's differences from the first, with Welch's test.
+    """Submissions side by side, and each one's paired differences from the first.
 
-    The first table has one row per quantity and, per submission, 'mean ± half-width (n)'.
-    The second has one row per (quantity, submission other than the first): the
-    difference of means (other - first), Welch's t, df and two-sided p, and a verdict:
-    'better' or 'worse' (by the quantity's direction) when p < alpha, else
-    'no significant difference'; 'not testable' with fewer than two seeds on a side or
-    no variance at all.
+    The first table has one row per quantity and, per submission,
+    'mean ± half-width of the 95% t interval (n seeds)'.  The second has one
+    row per (quantity, submission other than the first), from `paired.compare`
+    of the first's values with the other's, matched by seed: the mean
+    difference (other − first; paired over the shared seeds, else Welch's
+    difference of means), the half-width of its 95% interval, the test, its
+    two-sided p, the probability of improvement (the share of matched seeds
+    on which the other is better, ties counting 1/2), whether the difference
+    is significant (its interval excludes 0), and the verdict by the
+    quantity's direction (`better`: higher is better?).  A quantity without a
+    direction is compared as higher-is-better, its verdict 'different' or not.
     """
-    quantities = list(dict.fromkeys(q for s in samples_by_submission for q in s))
+    quantities = list(dict.fromkeys(q for v in values_by_submission for q in v))
     side = pd.DataFrame({"quantity": quantities})
-    for name, found in zip(names, samples_by_submission, strict=True):
-        side[name] = [_summary(q, found.get(q)) for q in quantities]
+    for name, found in zip(names, values_by_submission, strict=True):
+        side[name] = [_summary(q, found.get(q, {})) for q in quantities]
+    reference = names[0]
+    columns = ["quantity", "submission", f"difference vs {reference}", CI, "test", "p",
+               IMPROVEMENT, SIGNIFICANT, f"verdict vs {reference}"]  # fmt: skip
     records = []
-    reference = samples_by_submission[0]
-    for name, found in zip(names[1:], samples_by_submission[1:], strict=True):
+    first = values_by_submission[0]
+    for name, found in zip(names[1:], values_by_submission[1:], strict=True):
         for q in quantities:
-            a, b = found.get(q), reference.get(q)
-            if a is None or b is None or not a.n or not b.n:
+            a, b = first.get(q, {}), found.get(q, {})
+            if not a or not b:
                 continue
-            test = stats.welch(a.values, b.values)
+            difference = paired.compare(a, b, better.get(q, True))
+            verdict = difference.verdict()
+            if q not in better and difference.significant:
+                verdict = "significantly different"
             records.append(
-                {
-                    "quantity": q,
-                    "submission": name,
-                    f"difference vs {names[0]}": test.difference,
-                    "t": test.t,
-                    "df": test.df,
-                    "p (Welch)": test.p,
-                    f"verdict vs {names[0]}": verdict(test, better.get(q), alpha),
-                }
-            )
-    columns = ["quantity", "submission", f"difference vs {names[0]}", "t", "df", "p (Welch)",
-               f"verdict vs {names[0]}"]  # fmt: skip
-    return side, pd.DataFrame.from_records(records, columns=columns)
+                dict(zip(columns, [
+                    q, name, difference.difference,
+                    None if math.isnan(difference.half_width) else difference.half_width,
+                    difference.describe(), None if math.isnan(difference.p) else difference.p,
+                    difference.improvement, difference.significant, verdict,
+                ], strict=True))
+            )  # fmt: skip
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    for column in (f"difference vs {reference}", CI, "p", IMPROVEMENT):
+        frame[column] = frame[column].astype("float64")
+    frame[SIGNIFICANT] = frame[SIGNIFICANT].astype(bool)
+    return side, frame
 
 
-def _summary(quantity: str, sample: Sample | None) -> str:
+def _summary(quantity: str, values: Mapping[int, float]) -> str:
     """'mean ± half-width (n=…)': Δm in signed percent, metrics to 4 significant digits."""
-    if sample is None or sample.mean is None:
+    sample = Sample(tuple(values.values()))
+    if sample.mean is None:
         return ""
     half = sample.half_width
     if quantity.startswith(DELTA_M):
@@ -866,25 +952,3 @@ def _summary(quantity: str, sample: Sample | None) -> str:
     else:
         text = f"{sample.mean:.4g}" + ("" if half is None else f" ± {half:.2g}")
     return f"{text} (n={sample.n})"
-
-
-def verdict(test: stats.Welch, higher_is_better: bool | None, alpha: float = 0.05) -> str:
-    """The statement the comparison table makes about one difference.
-
-    >>> verdict(stats.welch([4, 5, 6], [1, 2, 3]), True)
-    'better (p = 0.021 < 0.05)'
-    >>> verdict(stats.welch([4, 5, 6], [1, 2, 3]), False)
-    'worse (p = 0.021 < 0.05)'
-    >>> verdict(stats.welch([1, 2, 3], [1, 2, 4]), True)
-    'no significant difference (p = 0.77)'
-    >>> verdict(stats.welch([1], [1, 2]), True)
-    'not testable (needs ≥ 2 seeds each and some variance)'
-    """
-    if math.isnan(test.p):
-        return "not testable (needs ≥ 2 seeds each and some variance)"
-    if test.p >= alpha:
-        return f"no significant difference (p = {test.p:.2g})"
-    if higher_is_better is None:
-        return f"different (p = {test.p:.2g} < {alpha:g})"
-    good = (test.difference > 0) == higher_is_better
-    return f"{'better' if good else 'worse'} (p = {test.p:.2g} < {alpha:g})"

@@ -98,3 +98,64 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+# Per-seed Δm (per task, in %) of a hand-made benchmark where, as with the protocol's common
+# random numbers, each seed moves every method together (seed effects -20, -3.33, +23.33).
+# Paired, `equal` and `uncertainty` tie, the baseline is below them and `mgda` below it;
+# unpaired (Welch), the seed effect swamps every difference.  The baseline's own Δm is
+# relative to its mean, so it is the seed effect itself.
+SEED_EFFECT = (-20.0, -10.0 / 3.0, 70.0 / 3.0)
+PAIRED_DELTAS = {
+    "stl": list(SEED_EFFECT),
+    "equal": [10.0 + e for e in SEED_EFFECT],
+    "uncertainty": [11.0 + e + n for e, n in zip(SEED_EFFECT, (0.5, -1.0, 1.0), strict=True)],
+    "mgda": [-8.0 + e + n for e, n in zip(SEED_EFFECT, (2.0, -3.0, 1.0), strict=True)],
+}
+PAIRED_BENCHMARK = ("paired-bench", 1)
+
+
+def paired_database(url: str, deltas: dict[str, list[float]]) -> dict[str, int]:
+    """Fill an empty database with one task (`seg`, metric `miou`, higher is better) whose
+    values give each submission the per-seed Δm per task of `deltas` (seeds 0, 1, ...);
+    the first name is the designated baseline.  Returns {name: submission id}."""
+    from db.models import Role
+    from db.queue import (
+        Outcome,
+        campaign,
+        claim_jobs,
+        designate_baseline,
+        queue_jobs,
+        record_success,
+        store_submission,
+    )
+    from db.session import transaction
+
+    names = list(deltas)
+    baseline = 0.5  # the baseline's mean miou: its seeds' Δm average to 0
+    assert abs(sum(deltas[names[0]])) < 1e-9, "the baseline's Δm must average to 0"
+    provenance = {"code_version": "git:x", "torch_version": "t", "python_version": "p",
+                  "ray_version": "r", "device": "cpu", "wall_time_s": 1.0,
+                  "parameter_count": 10, "flops": 10}  # fmt: skip
+    ids = {}
+    with transaction(url) as session:
+        for i, name in enumerate(names):
+            spec = {"name": name, "benchmark": PAIRED_BENCHMARK[0],
+                    "protocol_version": PAIRED_BENCHMARK[1],
+                    "architecture": {"name": "single-task" if i == 0 else "hard-sharing",
+                                     "backbone": "small-cnn"},
+                    "weighting": {"name": name}, "optimizer": {"name": "adam"}}  # fmt: skip
+            role = Role.BASELINE if i == 0 else Role.METHOD
+            submission, _ = store_submission(
+                session, spec=spec, spec_hash=f"{i:064d}", source="", role=role
+            )
+            if i == 0:
+                designate_baseline(session, submission)
+            queue_jobs(session, submission, range(len(deltas[name])), campaign(session))
+            ids[name] = submission.id
+        for job in claim_jobs(session):
+            delta = deltas[job.submission.name][job.seed]
+            miou = baseline * (1.0 + delta / 100.0)
+            outcome = Outcome({"seg": {"miou": miou}}, {"seg": {"miou": True}}, [], provenance)
+            record_success(session, job, outcome)
+    return ids

@@ -1,4 +1,4 @@
-"""Compare page: submissions side by side, metric by metric, with Welch's t-test per difference."""
+"""Compare page: submissions side by side, metric by metric, each difference paired by seed."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from leaderboard import charts, data, site, tables
 from leaderboard.text import HIGHER_IS_BETTER, escape_markdown
 
 CHOICE_KEY = "compare_choice"
-ALPHA = 0.05
 
 
 def choose(rows: list[dict[str, Any]], convention: str) -> list[int]:
     """The submissions in the URL (`?compare=ID,ID,...`), else the two best; back to the URL."""
     names = tables.display_names(rows)
-    order = [row["id"] for _, row in tables.ranked(rows, convention)]
+    order = [row["id"] for row in tables.by_delta_m(rows, convention)]
     current = st.session_state.get(CHOICE_KEY)
     if not isinstance(current, list) or not set(current) <= set(order):
         wanted = [i for i in site.parse_ids(st.query_params.get(site.COMPARE_PARAM)) if i in order]
@@ -45,41 +44,62 @@ def render() -> None:
     by_id = {row["id"]: row for row in rows}
     names = tables.display_names(rows)
     shown = [names[i] for i in chosen]
-    # The original campaign's runs, as the ranking: reruns are on the submission's page.
+    # The original campaign's seeds, as the ranking: reruns are on the submission's page.
+    results = data.seed_results(
+        url, version.results, context.benchmark, context.protocol_version, tuple(chosen)
+    )
     found = [
-        tables.samples(
-            tables.original_runs(
-                data.submission_runs(url, version.results, i, context.protocol_version), by_id[i]
-            ),
-            by_id[i].get("run_deltas", []),
-            columns,
-        )
-        for i in chosen
+        tables.seed_samples((r for r in results if r.submission_id == i), columns) for i in chosen
     ]
     better = tables.directions(columns, context.convention)
     better.update({"Δm per task ↑": True, "Δm per metric ↓": False})
-    side, differences = tables.comparison_frames(shown, found, better, ALPHA)
+    side, differences = tables.comparison_frames(shown, found, better)
 
     st.subheader("Side by side")
     st.dataframe(side, hide_index=True, height="content")
     st.caption("Mean ± half-width of the 95% t interval over seeds (n seeds).")
 
     st.subheader(f"Differences from {escape_markdown(shown[0])}")
+    significant = differences[differences[tables.SIGNIFICANT]]
+    if len(differences):
+        st.markdown(
+            f"**{len(significant)} of {len(differences)}** differences are significant at 95%."
+        )
     st.dataframe(
         differences,
         hide_index=True,
         height="content",
+        placeholder="",
         column_config={
-            differences.columns[2]: st.column_config.NumberColumn(format="%+.4g"),
-            "t": st.column_config.NumberColumn(format="%.3f"),
-            "df": st.column_config.NumberColumn(format="%.1f"),
-            "p (Welch)": st.column_config.NumberColumn(format="%.3g"),
+            differences.columns[2]: st.column_config.NumberColumn(
+                format="%+.4g", help="other − reference: the mean of the paired differences "
+                "over the seeds both ran (Welch: the difference of the two means)",
+            ),
+            tables.CI: st.column_config.NumberColumn(
+                format="%.3g", help="half-width of the 95% interval of the difference",
+            ),
+            "test": st.column_config.TextColumn(
+                help="paired t over the k seeds both ran; Welch's t test (all seeds, unpaired) "
+                "when they share fewer than 2 seeds; not testable with fewer than 2 seeds a side",
+            ),
+            "p": st.column_config.NumberColumn(format="%.3g", help="two-sided"),
+            tables.IMPROVEMENT: st.column_config.NumberColumn(
+                format="%.2f", help="the share of matched seeds on which the other submission "
+                "is better than the reference (a tie counts 1/2); Agarwal et al. 2021",
+            ),
+            tables.SIGNIFICANT: st.column_config.CheckboxColumn(
+                help="the 95% interval of the difference excludes 0"
+            ),
         },
-    )
+    )  # fmt: skip
     st.caption(
-        "Each difference (the other submission's mean minus the reference's) is tested with "
-        f"Welch's t-test over seeds (two-sided, unequal variances); significant at p < {ALPHA}. "
-        "The p-values are per comparison, not corrected for the number of comparisons."
+        "Each difference is the other submission minus the reference, paired by seed: a "
+        "protocol seed fixes data order, augmentation and the initialisation of shared "
+        "components, so runs at the same seed are compared with each other (paired t test over "
+        "the seeds both ran). With fewer than 2 shared seeds, Welch's unpaired t test over all "
+        "seeds is used instead, as the test column says. Significant: the 95% interval "
+        "excludes 0 (p < 0.05). The p-values are per comparison, not corrected for the number "
+        "of comparisons."
     )
     frame = tables.seeds_frame([by_id[i] for i in chosen], context.convention)
     if not frame.empty:

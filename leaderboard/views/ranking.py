@@ -69,12 +69,26 @@ def column_config(columns: list[MetricColumn], convention: str) -> dict[str, Any
         tables.ID: st.column_config.NumberColumn("id", format="%d"),
         tables.RANK: st.column_config.NumberColumn(
             "rank", format="%d",
-            help="By mean Δm, with ties: going down the table, a method whose 95% interval "
-            "overlaps the interval of its tie group's leader (the group's best) shares the "
-            "leader's rank; one that does not leads a new group. Blank without Δm.",
+            help="By mean Δm, with ties from paired comparisons: going down the table, each "
+            "entry is compared with its tie group's leader (the group's best) over the seeds "
+            "they share (paired t; Welch's test when they share fewer than 2). It shares the "
+            "leader's rank unless the 95% interval of the difference excludes 0, and then "
+            "leads a new group. Blank without Δm.",
         ),
         tables.RANK_RANGE: st.column_config.TextColumn(
-            "possible ranks", help="Ranks the method could take given the 95% intervals."
+            "possible ranks",
+            help="best: 1 + the entries significantly better (paired test); worst: the number "
+            "of entries − those significantly worse.",
+        ),
+        tables.TIE_GROUP: st.column_config.NumberColumn(
+            "tie group", format="%d", help="1 is the best group; its members share a rank."
+        ),
+        tables.RANK_TEST: st.column_config.TextColumn(
+            "rank test",
+            help="The comparison that placed the entry: with its tie group's leader (a tie: "
+            "the difference is not significant), or, for a group's leader, with the leader of "
+            "the group above (significant). 'paired t, k seeds': over the k seeds both ran; "
+            "'Welch': the two share fewer than 2 seeds; 'not testable': too few seeds, a tie.",
         ),
         tables.NAME: st.column_config.TextColumn("name", pinned=True),
         # A coloured pill per role, so that baselines stand out.
@@ -178,6 +192,7 @@ def exports_row(frame: pd.DataFrame, context: site.Context, better: dict[str, bo
         "convention": context.convention,
         "delta_m": CONVENTIONS[context.convention],
         "interval": "95% t interval over seeds: mean ± t(0.975, n-1) · s / √n",
+        "ranks": tables.RANKS_EXPLAINED,
     }
     caption = f"{label}: {CONVENTIONS[context.convention]}. Δm in %, mean ± 95% CI over seeds."
     # Made when clicked (deferred), from the table as shown: filtered, sorted, its columns.
@@ -208,7 +223,7 @@ def charts_section(
 
     Only the open tab runs (its choice lives in the URL): a chart costs more than the table.
     """
-    top = [row for _, row in tables.ranked(rows, context.convention)][:TOP]
+    top = tables.by_delta_m(rows, context.convention)[:TOP]
     cost_tab, tasks_tab, time_tab, seeds_tab = st.tabs(CHART_TABS, key="chart", bind="query-params")
     if cost_tab.open:
         with cost_tab:
@@ -295,9 +310,16 @@ def render() -> None:
     columns = reported.merge_columns(columns, papers)
     platform_rows = rows
     rows = [*rows, *reported.reported_rows(papers)]
+    placed = data.placements(
+        context.url, context.version.results, context.benchmark, context.protocol_version,
+        context.convention,
+    )  # fmt: skip
     st.title(f"Ranking: {escape_markdown(label)}")
+    notice = tables.tie_notice(placed)
+    if notice is not None:
+        st.warning(notice, icon=":material/balance:")
     chosen = filters(rows)
-    full = tables.ranking_frame(rows, columns, context.convention, site.shared_params())
+    full = tables.ranking_frame(rows, columns, context.convention, site.shared_params(), placed)
     shown_rows = [row for row in platform_rows if tables.matches(row, chosen)]
     frame = tables.filter_frame(full, rows, chosen)
     better = tables.directions(columns, context.convention)
@@ -309,6 +331,7 @@ def render() -> None:
     st.dataframe(
         frame, hide_index=True, column_config=column_config(columns, context.convention),
         height="content" if len(frame) <= 25 else 36 * 25, key="ranking_table",
+        placeholder="",  # a blank cell, not "None", where there is no value
     )  # fmt: skip
 
     names = tables.display_names(platform_rows)
@@ -320,8 +343,8 @@ def render() -> None:
     st.caption(
         f"{len(frame)} of {len(rows)} submissions. "
         f"{escape_markdown(CONVENTIONS[context.convention])}. Baseline: {used}. Δm is the mean "
-        "over seeds ± the half-width of its 95% t interval; a method whose interval overlaps "
-        "that of its tie group's leader shares the leader's rank. Metrics are means over seeds. "
+        "over seeds ± the half-width of its 95% t interval. "
+        f"{tables.RANKS_EXPLAINED} Metrics are means over seeds. "
         "Ranked by each submission's original campaign (its first evaluation under this "
         "version); reruns are not mixed in: the latest rerun's Δm is shown beside it, flagged "
         "'not reproduced' when it differs from the original's by more than the original's seed "

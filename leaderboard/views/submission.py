@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -10,7 +11,7 @@ import streamlit as st
 
 from db.delta_m import CONVENTIONS, PER_METRIC, PER_TASK
 from db.queries import MetricColumn
-from leaderboard import charts, data, exports, site, tables
+from leaderboard import charts, data, exports, paired, site, tables
 from leaderboard.text import CONVENTION_LABELS, escape_markdown, format_mean_std
 
 CHOICE_KEY = "submission_choice"
@@ -20,7 +21,7 @@ SHORT_LABELS = {PER_TASK: "Δm per task ↑", PER_METRIC: "Δm per metric ↓"}
 def choose(rows: list[dict[str, Any]], convention: str) -> int:
     """The submission in the URL (`?submission=ID`), else the leader; the choice goes to the URL."""
     names = tables.display_names(rows)
-    order = [row["id"] for _, row in tables.ranked(rows, convention)]
+    order = [row["id"] for row in tables.by_delta_m(rows, convention)]
     if st.session_state.get(CHOICE_KEY) not in order:
         wanted = site.parse_ids(st.query_params.get(site.SUBMISSION_PARAM))
         st.session_state[CHOICE_KEY] = next((i for i in wanted if i in order), order[0])
@@ -31,17 +32,25 @@ def choose(rows: list[dict[str, Any]], convention: str) -> int:
     return int(chosen)
 
 
-def summary(row: dict[str, Any], rows: list[dict[str, Any]], convention: str) -> None:
+def summary(
+    row: dict[str, Any],
+    rows: list[dict[str, Any]],
+    convention: str,
+    placed: Mapping[int, paired.Placement],
+) -> None:
     st.title(escape_markdown(row["name"]))
     if row["description"]:
         st.markdown(escape_markdown(row["description"]))
     if row["authors"]:
         st.markdown("**Authors:** " + ", ".join(escape_markdown(a) for a in row["authors"]))
-    rank = dict(zip([r["id"] for r in rows], tables.tied(rows, convention), strict=True))
+    placement = placed.get(row["id"])
     cells = st.columns(4)
+    names = {i: escape_markdown(name) for i, name in tables.display_names(rows).items()}
+    test = tables.rank_test_text(placement, names)  # the help is markdown: names escaped
     cells[0].metric(
-        "rank", "–" if rank[row["id"]] is None else str(rank[row["id"]]),
-        help=f"{CONVENTION_LABELS[convention]}; tied with overlapping 95% intervals",
+        "rank", "–" if placement is None else str(placement.rank),
+        help=f"{CONVENTION_LABELS[convention]}. {tables.RANKS_EXPLAINED}"
+        + (f" Placed by the comparison {test}." if test else ""),
     )  # fmt: skip
     for cell, name in zip(cells[1:3], (PER_TASK, PER_METRIC), strict=True):
         mean = tables.mean(row, name)
@@ -162,7 +171,10 @@ def render() -> None:
     chosen = choose(rows, context.convention)
     row = next(r for r in rows if r["id"] == chosen)
     names = tables.display_names(rows)
-    summary(row, rows, context.convention)
+    placed = data.placements(
+        url, version.results, context.benchmark, context.protocol_version, context.convention
+    )
+    summary(row, rows, context.convention, placed)
 
     # This version's runs only: a rerun under another version shows under that version.
     runs = data.submission_runs(url, version.results, chosen, context.protocol_version)
@@ -177,7 +189,7 @@ def render() -> None:
         st.subheader("Provenance")
         st.dataframe(tables.provenance_frame(row, runs, names), hide_index=True, height="content")
     links = st.columns(3)
-    leader = next(r["id"] for _, r in tables.ranked(rows, context.convention))
+    leader = tables.by_delta_m(rows, context.convention)[0]["id"]
     baseline = row.get("baseline_submission_id")
     with links[0]:
         others = {i: label for i, label in ((leader, "the leader"), (baseline, "its baseline"))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
+from scipy.stats import ttest_rel
 from sqlalchemy import Engine, event, select
 from streamlit.testing.v1 import AppTest
 
@@ -23,7 +24,6 @@ from db.delta_m import PER_METRIC, PER_TASK
 from db.models import JobState, Role, Run, Submission
 from db.queue import Outcome, campaign, claim_jobs, queue_jobs, record_failure, record_success
 from db.session import URL_VARIABLE, engine, read_only_session_factory, transaction
-from leaderboard.stats import welch
 from leaderboard.text import CONVENTION_LABELS
 from tests.conftest import PIPELINE_METHODS
 
@@ -384,17 +384,26 @@ def test_compare_states_the_significance_of_each_difference(
     assert len(differences) == 2 * 11  # each metric of the two others vs the reference
     row = differences[(differences["quantity"] == "Δm per task ↑")
                       & (differences["submission"] == BASELINE)].iloc[0]  # fmt: skip
-    a = [d[PER_TASK] for d in rows[BASELINE]["run_deltas"]]
-    b = [d[PER_TASK] for d in rows["hps-equal"]["run_deltas"]]
-    test = welch(a, b)
-    assert math.isclose(row["difference vs hps-equal"], test.difference, rel_tol=1e-9)
-    assert math.isclose(row["p (Welch)"], test.p, rel_tol=1e-9)
-    assert row["verdict vs hps-equal"].split(" (")[0] in (
-        "better",
-        "worse",
-        "no significant difference",
+    # Paired by seed over the three seeds both ran, as scipy's ttest_rel says.
+    first = {d["seed"]: d[PER_TASK] for d in rows["hps-equal"]["run_deltas"]}
+    second = {d["seed"]: d[PER_TASK] for d in rows[BASELINE]["run_deltas"]}
+    seeds = sorted(first)
+    reference = ttest_rel([second[s] for s in seeds], [first[s] for s in seeds])
+    assert row["test"] == "paired t, 3 seeds"
+    mean = statistics.fmean(second[s] - first[s] for s in seeds)
+    assert math.isclose(row["difference vs hps-equal"], mean, rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(row["p"], reference.pvalue, rel_tol=1e-9)
+    interval = reference.confidence_interval(0.95)
+    assert math.isclose(row["± 95% CI"], (interval.high - interval.low) / 2, rel_tol=1e-9)
+    wins = sum(second[s] > first[s] for s in seeds) / 3
+    assert row["P(improvement)"] == wins
+    assert row["significant"] == (reference.pvalue < 0.05)
+    assert row["verdict vs hps-equal"] in (
+        "significantly better",
+        "significantly worse",
+        "not significant",
     )
-    assert "Welch's t-test" in text_of(at)
+    assert "paired t test over the seeds both ran" in text_of(at)
     assert len(at.get("plotly_chart")) == 1  # Δm over seeds
 
 

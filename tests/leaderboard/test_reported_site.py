@@ -127,8 +127,9 @@ def test_the_ranking_shows_reported_rows_marked_cited_and_next_to_their_method(
         "nash-paper",
     ]
     assert frame["source"].tolist() == ["platform", "reported", "platform", "reported", "reported"]
-    # Platform rows are ranked; reported ones are not.
-    assert frame["rank"].tolist()[0] == 1 and frame["rank"].tolist()[2] == 2
+    # Platform rows are ranked; reported ones are not.  One seed each: no test can tell the
+    # two platform rows apart, so they tie.
+    assert frame["rank"].tolist()[0] == 1 and frame["rank"].tolist()[2] == 1
     assert frame["rank"].iloc[[1, 3, 4]].isna().all()
     assert frame["citation"].iloc[1] == "Doe et al., hps-paper, 2024, Table 2"
     assert frame["citation"].iloc[0] == ""

@@ -12,15 +12,14 @@ import pytest
 
 from db.delta_m import PER_METRIC, PER_TASK
 from db.models import JobState, Role
-from db.queries import MetricColumn
-from leaderboard import stats
+from db.queries import MetricColumn, SeedResult
 from leaderboard.tables import (
     CI,
     FLOPS,
     HOURS,
     PARAMETERS,
     Filters,
-    Sample,
+    by_delta_m,
     comparison_frames,
     cost_frame,
     curves_frame,
@@ -34,13 +33,13 @@ from leaderboard.tables import (
     hours_label,
     jobs_frame,
     matches,
+    placements,
     provenance_frame,
-    ranked,
+    rank_test_text,
     ranking_columns,
     ranking_frame,
-    ranks,
     runs_frame,
-    samples,
+    seed_samples,
     seeds_frame,
     sort_frame,
     spec_frame,
@@ -48,6 +47,7 @@ from leaderboard.tables import (
     status_of,
     submission_link,
     task_delta_frame,
+    tie_notice,
     timeline_frame,
 )
 
@@ -116,11 +116,11 @@ def row(
     }
 
 
-# Per task (higher is better): m1 5 ± 2.484 [2.516, 7.484]; m2 2 (one seed, a point);
-# stl 0 ± 2.484 [-2.484, 2.484]; m3 no runs.  m2 overlaps no better method: rank 2;
-# stl overlaps m2 (2 lies in its interval): rank 2.
-# Per metric (lower is better): m2 -3 (a point); m1 -2 ± 2.484 [-4.484, 0.484] contains -3;
-# stl 0 ± 4.968 contains -3: everyone ties with m2 at rank 1.
+# Per task (higher is better), paired by seed: m1 (4, 5, 6) leads; m2 has one seed (2 at
+# seed 0): no test against anyone, so it ties with m1 at rank 1; stl (-1, 0, 1) − m1 is -5 at
+# every seed: an exact difference, significant: rank 3.
+# Per metric (lower is better): m2 -3 (one seed) leads; m1 and stl cannot be tested against
+# it: everyone ties at rank 1.
 ROWS = [
     row(1, "stl", [-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], role=Role.BASELINE, parameters=300.0,
         miou=0.25, landed=datetime(2026, 2, 1)),
@@ -131,19 +131,34 @@ ROWS = [
 ]  # fmt: skip
 
 
-def test_ranks_are_competition_ranks() -> None:
-    assert ranks([1.0, None, 3.0, 1.0], True) == [2, None, 1, 2]
-    assert ranks([1.0, None, 3.0, 1.0], False) == [1, None, 3, 1]
-    assert ranks([], False) == []
+def test_by_delta_m_orders_by_mean_and_puts_rows_without_delta_m_last() -> None:
+    assert [row["name"] for row in by_delta_m(ROWS, PER_TASK)] == ["m1", "m2", "stl", "m3"]
+    assert [row["name"] for row in by_delta_m(ROWS, PER_METRIC)] == ["m2", "m1", "stl", "m3"]
 
 
-def test_ranked_orders_by_mean_and_puts_rows_without_delta_m_last() -> None:
-    assert [(r, row["name"]) for r, row in ranked(ROWS, PER_TASK)] == [
-        (1, "m1"), (2, "m2"), (2, "stl"), (None, "m3"),
-    ]  # fmt: skip
-    assert [(r, row["name"]) for r, row in ranked(ROWS, PER_METRIC)] == [
-        (1, "m2"), (1, "m1"), (1, "stl"), (None, "m3"),
-    ]  # fmt: skip
+def test_placements_pair_the_rows_by_seed() -> None:
+    placed = placements(ROWS, PER_TASK)
+    assert sorted(placed) == [1, 2, 3]  # m3 has no Δm
+    assert [(placed[i].rank, placed[i].group, placed[i].best, placed[i].worst)
+            for i in (2, 3, 1)] == [(1, 1, 1, 2), (1, 1, 1, 3), (3, 2, 2, 3)]  # fmt: skip
+    # References are row ids: m2 and stl were both compared with m1, their group's leader.
+    assert placed[2].reference is None and placed[3].reference == placed[1].reference == 2
+    names = {1: "stl", 2: "m1", 3: "m2"}
+    assert rank_test_text(placed[2], names) == ""
+    assert rank_test_text(placed[3], names) == "vs m1: not testable (1 seed)"
+    assert rank_test_text(placed[1], names) == "vs m1: paired t, 3 seeds, p = 0"
+    assert tie_notice(placed) is None
+    # Reported (paper) rows are never ranked.
+    paper = {**ROWS[1], "id": -1, "source": "reported"}
+    assert -1 not in placements([*ROWS, paper], PER_TASK)
+
+
+def test_every_entry_tied_is_announced() -> None:
+    placed = placements(ROWS, PER_METRIC)
+    assert {p.rank for p in placed.values()} == {1}
+    notice = tie_notice(placed)
+    assert notice is not None and notice.startswith("All 3 entries tie at rank 1")
+    assert "more seeds or a quieter protocol" in notice
 
 
 def test_display_names_disambiguate_repeated_names() -> None:
@@ -159,16 +174,21 @@ def test_ranking_frame_per_task() -> None:
     frame = ranking_frame(ROWS, COLUMNS, PER_TASK)
     assert list(frame.columns) == ranking_columns(COLUMNS)
     assert list(frame.columns) == [
-        "id", "rank", "possible ranks", "name", "role", "architecture", "backbone", "weighting",
-        "optimizer", "Δm", "± 95% CI", "seeds", "pending", "failed", "latest rerun Δm",
+        "id", "rank", "possible ranks", "tie group", "name", "role", "architecture", "backbone",
+        "weighting", "optimizer", "Δm", "± 95% CI", "seeds", "rank test", "pending", "failed",
+        "latest rerun Δm",
         "reproduced", "source", "tuning", "segmentation miou ↑",
         "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
         "last result", "citation", "page",
     ]  # fmt: skip
     assert frame["name"].tolist() == ["m1", "m2", "stl", "m3"]
-    assert frame["rank"].tolist() == [1, 2, 2, pd.NA]
-    # m1 [2.52, 7.48] is above both others; m2 (a point at 2) and stl [-2.48, 2.48] overlap.
-    assert frame["possible ranks"].tolist() == ["1", "2–3", "2–3", ""]
+    assert frame["rank"].tolist() == [1, 1, 3, pd.NA]
+    assert frame["tie group"].tolist() == [1, 1, 2, pd.NA]
+    # m1 is significantly better than stl (paired); m2, one seed, is tested against nothing.
+    assert frame["possible ranks"].tolist() == ["1–2", "1–3", "2–3", ""]
+    assert frame["rank test"].tolist() == [
+        "", "vs m1: not testable (1 seed)", "vs m1: paired t, 3 seeds, p = 0", "",
+    ]  # fmt: skip
     assert frame["role"].tolist() == ["method", "method", "baseline", "method"]
     assert frame["Δm"].tolist()[:3] == [5.0, 2.0, 0.0] and math.isnan(frame["Δm"].iloc[3])
     half = T2 * 1.0 / math.sqrt(3)  # s = 1, n = 3
@@ -234,8 +254,8 @@ def test_filters(filters: Filters, names: list[str]) -> None:
     assert [r["name"] for r in ROWS if matches(r, filters)] == names
     frame = filter_frame(ranking_frame(ROWS, COLUMNS, PER_TASK), ROWS, filters)
     assert sorted(frame["name"]) == sorted(names)
-    if "m2" in names:  # ranks stay those of the whole table
-        assert frame.set_index("name").loc["m2", "rank"] == 2
+    if "stl" in names:  # ranks stay those of the whole table
+        assert frame.set_index("name").loc["stl", "rank"] == 3
 
 
 def test_sort_frame_best_first_follows_each_direction() -> None:
@@ -393,35 +413,62 @@ def test_queue_frames() -> None:
     assert failure_reasons(JOBS).values.tolist() == [["failed", "ValueError: bad", 2]]
 
 
-def test_samples_and_comparison_with_welch() -> None:
-    runs_a = [{"metrics": {("depth", "abs_err"): v}} for v in (1.0, 2.0, 3.0)]
-    runs_b = [{"metrics": {("depth", "abs_err"): v}} for v in (4.0, 5.0, 6.0)]
-    deltas_a = [{"per_task": v, "per_metric": -v} for v in (1.0, 2.0, 3.0)]
-    deltas_b = [{"per_task": 9.0, "per_metric": -9.0}]
+def seed_result(sid: int, seed: int, per_task: float | None, abs_err: float) -> SeedResult:
+    per_metric = None if per_task is None else -per_task
+    return SeedResult(sid, seed, 10 * sid + seed, per_task, per_metric,
+                      {("depth", "abs_err"): abs_err})  # fmt: skip
+
+
+def test_seed_samples_and_the_paired_comparison() -> None:
     columns = [MetricColumn("depth", "abs_err", False, 0)]
-    a, b = samples(runs_a, deltas_a, columns), samples(runs_b, deltas_b, columns)
+    # A ran seeds 0-2; B seeds 1-3 (seeds 1 and 2 shared), and has no Δm at seed 3.
+    a = seed_samples([seed_result(1, s, v, v) for s, v in enumerate((1.0, 2.0, 3.0))], columns)
+    b = seed_samples(
+        [seed_result(2, 1, 4.0, 2.5), seed_result(2, 2, 5.5, 3.0), seed_result(2, 3, None, 9.0)],
+        columns,
+    )
     assert list(a) == ["Δm per task ↑", "Δm per metric ↓", "depth abs_err ↓"]
-    assert a["depth abs_err ↓"] == Sample((1.0, 2.0, 3.0))
-    assert math.isclose(a["depth abs_err ↓"].half_width, T2 / math.sqrt(3))  # type: ignore[arg-type]
+    assert a["depth abs_err ↓"] == {0: 1.0, 1: 2.0, 2: 3.0}
+    assert b["Δm per task ↑"] == {1: 4.0, 2: 5.5} and b["depth abs_err ↓"][3] == 9.0
 
     better = {"depth abs_err ↓": False, "Δm per task ↑": True, "Δm per metric ↓": False}
     side, differences = comparison_frames(["A", "B"], [a, b], better)
     assert side.columns.tolist() == ["quantity", "A", "B"]
     assert side["A"].tolist() == ["+2.00 ± 2.48 (n=3)", "-2.00 ± 2.48 (n=3)", "2 ± 2.5 (n=3)"]
-    assert side["B"].tolist() == ["+9.00 (n=1)", "-9.00 (n=1)", "5 ± 2.5 (n=3)"]
+    assert side["B"].tolist()[0] == "+4.75 ± 9.53 (n=2)"
+    assert differences.columns.tolist() == [
+        "quantity", "submission", "difference vs A", "± 95% CI", "test", "p",
+        "P(improvement)", "significant", "verdict vs A",
+    ]  # fmt: skip
     rows = differences.set_index("quantity")
-    # B's abs_err is higher by 3 with p = 0.0213 (R's t.test): worse, lower being better.
-    assert rows.loc["depth abs_err ↓", "difference vs A"] == 3.0
-    assert math.isclose(rows.loc["depth abs_err ↓", "p (Welch)"], 0.021312, abs_tol=1e-6)
-    assert rows.loc["depth abs_err ↓", "verdict vs A"] == "worse (p = 0.021 < 0.05)"
-    assert rows.loc["Δm per task ↑", "verdict vs A"].startswith("not testable")
-    assert rows.loc["Δm per task ↑", "difference vs A"] == 7.0
+    # Δm per task, seeds 1 and 2: d = (4 - 2, 5.5 - 3) = (2, 2.5): mean 2.25, s_d = 0.353553,
+    # se = 0.25, t = 9 on 1 df: p = 0.070447, half = 12.706205 · 0.25 = 3.176551.
+    delta = rows.loc["Δm per task ↑"]
+    assert delta["test"] == "paired t, 2 seeds" and delta["difference vs A"] == 2.25
+    assert math.isclose(delta["± 95% CI"], 12.706204736 * 0.25, rel_tol=1e-9)
+    assert math.isclose(delta["p"], 0.070447, abs_tol=1e-6)
+    assert delta["P(improvement)"] == 1.0
+    assert not delta["significant"] and delta["verdict vs A"] == "not significant"
+    # abs_err, seeds 1-3 of B against 0-2 of A: seeds 1, 2 shared: d = (0.5, 0): lower is
+    # better, so B is worse on seed 1 and ties on seed 2: PoI = (0 + 1/2) / 2.
+    error = rows.loc["depth abs_err ↓"]
+    assert error["difference vs A"] == 0.25 and error["P(improvement)"] == 0.25
+    assert error["test"] == "paired t, 2 seeds"
 
 
-def test_verdict_direction() -> None:
-    from leaderboard.tables import verdict
-
-    better = stats.welch([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
-    assert verdict(better, True) == "better (p = 0.021 < 0.05)"
-    assert verdict(better, None) == "different (p = 0.021 < 0.05)"
-    assert verdict(better, True, alpha=0.01) == "no significant difference (p = 0.021)"
+def test_the_comparison_falls_back_to_welch_without_shared_seeds() -> None:
+    columns = [MetricColumn("depth", "abs_err", False, 0)]
+    a = seed_samples([seed_result(1, s, v, v) for s, v in enumerate((1.0, 2.0, 3.0))], columns)
+    unshared = zip((3, 4, 5), (4.0, 5.0, 6.0), strict=True)
+    b = seed_samples([seed_result(2, s, v, v) for s, v in unshared], columns)
+    _, differences = comparison_frames(["A", "B"], [a, b], {"depth abs_err ↓": False})
+    rows = differences.set_index("quantity")
+    # R: t.test(4:6, 1:3): p-value = 0.02131, 95% CI 0.733 to 5.267.
+    error = rows.loc["depth abs_err ↓"]
+    assert error["test"] == "Welch, no shared seeds" and error["difference vs A"] == 3.0
+    assert math.isclose(error["p"], 0.021312, abs_tol=1e-6)
+    assert math.isclose(error["± 95% CI"], 5.266958 - 3.0, abs_tol=1e-6)
+    assert math.isnan(error["P(improvement)"])  # no matched seed
+    assert error["significant"] and error["verdict vs A"] == "significantly worse"
+    # Δm has no direction given: a significant difference is only 'different'.
+    assert rows.loc["Δm per task ↑", "verdict vs A"] == "significantly different"
