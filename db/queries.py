@@ -101,6 +101,12 @@ def benchmark_versions(session: Session) -> list[tuple[str, int]]:
     ]
 
 
+def versions_with_runs(session: Session) -> set[tuple[str, int]]:
+    """(benchmark, version) pairs with at least one run."""
+    rows = session.execute(select(Run.benchmark, Run.protocol_version).distinct())
+    return {(b, int(v)) for b, v in rows}
+
+
 def job_version() -> Any:
     """A job's protocol version as SQL: its own, else (rows before the column) its submission's."""
     return func.coalesce(Job.protocol_version, Submission.protocol_version)

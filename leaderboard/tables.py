@@ -313,6 +313,22 @@ def ranking_frame(
     return frame.reset_index(drop=True)
 
 
+SUMMARY_COLUMNS = [RANK, TIE_GROUP, RANK_RANGE, ID, NAME, ROLE, DELTA_M, CI, SEEDS, RANK_TEST]
+PER_SEED = "Δm per seed"
+
+
+def ranking_summary(
+    rows: Sequence[Row], convention: str, placed: Mapping[int, paired.Placement] | None = None
+) -> pd.DataFrame:
+    """The ranking as `mtlb ranking` prints it: `ranking_frame`'s rows and order, its rank,
+    tie group, possible ranks, identity, Δm with its interval, seeds and rank test, and
+    `Δm per seed` ({seed: Δm} of the original campaign)."""
+    frame = ranking_frame(rows, [], convention, placed=placed)[SUMMARY_COLUMNS]
+    by_id = {row["id"]: row for row in rows}
+    frame[PER_SEED] = [dict(sorted(seed_values(by_id[i], convention).items())) for i in frame[ID]]
+    return frame
+
+
 def tuning_text(row: Row) -> str:
     """The ranking's tuning cell: 'tuned' when the seeds trained with values chosen by
     equal-budget tuning (`runners.tuning`), else 'untuned'; '' for a reported result.

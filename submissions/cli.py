@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from enum import StrEnum
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -271,6 +273,173 @@ def leaderboard(
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     raise typer.Exit(subprocess.call(command, env=env))
+
+
+class Convention(StrEnum):
+    PER_TASK = "per-task"
+    PER_METRIC = "per-metric"
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+@app.command("ranking")
+def ranking_command(
+    ctx: typer.Context,
+    benchmark: Annotated[
+        str | None, typer.Option(help="benchmark (default: the one the site opens on)")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="protocol version (default: the latest with runs)", min=1)
+    ] = None,
+    convention: Annotated[
+        Convention,
+        typer.Option(help="Δm convention: per-task (higher is better) or per-metric (a drop)"),
+    ] = Convention.PER_TASK,
+    output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.TABLE,
+) -> None:
+    """Print the ranking the site shows: rank, tie group, Δm with its 95% interval, seeds.
+
+    Computed by the site's own functions (`leaderboard.tables`): ranks and tie
+    groups from paired comparisons over shared seeds.  JSON adds each entry's
+    per-seed Δm.  Reads the database only.
+    """
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from db import queries
+    from db.delta_m import CONVENTIONS
+    from db.session import read_only_session_factory
+    from leaderboard import exports, tables
+
+    key = convention.value.replace("-", "_")  # db.delta_m.PER_TASK / PER_METRIC
+    try:
+        with read_only_session_factory(ctx.obj)() as session:
+            chosen = _ranking_version(
+                queries.benchmark_versions(session),
+                queries.versions_with_runs(session),
+                benchmark,
+                version,
+            )
+            rows = queries.ranking(session, *chosen)
+    except (OperationalError, ProgrammingError):  # no file, no tables
+        err.print(f"error: nothing to rank: no results in {ctx.obj}", markup=False)
+        raise typer.Exit(1) from None
+    except ValueError as e:
+        err.print(f"error: {e}", markup=False)
+        raise typer.Exit(1) from None
+    placed = tables.placements(rows, key)
+    frame = tables.ranking_summary(rows, key, placed)
+    notice = tables.tie_notice(placed)
+    label = f"{chosen[0]} v{chosen[1]}"
+    if output is Format.JSON:
+        meta = {
+            "benchmark": chosen[0],
+            "protocol_version": chosen[1],
+            "convention": key,
+            "delta_m": CONVENTIONS[key],
+            "interval": "95% t interval over seeds: mean ± t(0.975, n-1) · s / √n",
+            "ranks": tables.RANKS_EXPLAINED,
+            "notice": notice,
+        }
+        sys.stdout.write(exports.to_json(frame, meta) + "\n")
+        return
+    if output is Format.CSV:
+        if notice is not None:
+            err.print(notice, markup=False)
+        sys.stdout.write(exports.to_csv(frame.drop(columns=[tables.PER_SEED])))
+        return
+    console.print(f"{label}: {CONVENTIONS[key]}", markup=False)
+    if notice is not None:
+        console.print(f"note: {notice}", markup=False)
+    console.print(_ranking_table(frame))
+    console.print(
+        "Δm: mean over seeds ± the half-width of its 95% t interval. "
+        + tables.RANKS_EXPLAINED
+        + " group: the tie group; range: the ranks it could take (best: 1 + the entries "
+        "significantly better; worst: the number of entries − those significantly worse).",
+        markup=False,
+    )
+
+
+def _ranking_version(
+    versions: list[tuple[str, int]],
+    with_runs: set[tuple[str, int]],
+    benchmark: str | None,
+    version: int | None,
+) -> tuple[str, int]:
+    """The (benchmark, version) to rank: the site's first benchmark by default; the latest
+    version with runs by default.  One-line ValueError for an unknown one."""
+    import difflib
+
+    if not versions:
+        raise ValueError("nothing to rank: no submissions in this database")
+    names = list(dict.fromkeys(b for b, _ in versions))
+    if benchmark is None:
+        benchmark = names[0]  # the benchmark the site opens on
+    elif benchmark not in names:
+        close = difflib.get_close_matches(benchmark, names, n=3)
+        hint = (
+            f"; did you mean {', '.join(repr(c) for c in close)}?"
+            if close
+            else f"; benchmarks: {', '.join(names)}"
+        )
+        raise ValueError(f"no submissions of benchmark {benchmark!r} in this database{hint}")
+    listed = [v for b, v in versions if b == benchmark]  # newest first
+    if version is None:
+        return benchmark, next((v for v in listed if (benchmark, v) in with_runs), listed[0])
+    if version not in listed:
+        raise ValueError(
+            f"{benchmark} has no version {version} in this database; versions: "
+            + ", ".join(str(v) for v in listed)
+        )
+    return benchmark, version
+
+
+def _ranking_table(frame: Any) -> Table:
+    """`tables.ranking_summary` as a Rich table; blank cells where there is no value.
+
+    The numbers are never cut: on a narrow terminal the names and the rank test wrap.
+    """
+    import pandas as pd
+
+    from leaderboard import tables
+
+    def cell(value: Any, pattern: str = "{}") -> str:
+        return "" if pd.isna(value) else pattern.format(value)
+
+    rows = [
+        [
+            cell(row[tables.RANK]),
+            cell(row[tables.TIE_GROUP]),
+            row[tables.RANK_RANGE],
+            str(row[tables.ID]),
+            row[tables.NAME],
+            row[tables.ROLE],
+            cell(row[tables.DELTA_M], "{:+.2f}"),
+            cell(row[tables.CI], "{:.2f}"),
+            str(row[tables.SEEDS]),
+            row[tables.RANK_TEST],
+        ]
+        for _, row in frame.iterrows()
+    ]
+    # Short headers (tie group, possible ranks, ± 95% CI) keep the table narrow.
+    headers = ["rank", "group", "range", "#", "name", "role", "Δm", "±95%", "seeds", "rank test"]
+    table = Table(box=box.SIMPLE)
+    for i, header in enumerate(headers):
+        if header in ("name", "rank test"):
+            table.add_column(header, ratio=1, min_width=8)
+            continue
+        widest = max([len(header), *(len(r[i]) for r in rows)])
+        table.add_column(
+            header, justify="left" if header == "role" else "right", no_wrap=True, min_width=widest
+        )
+    for r in rows:
+        # Text, not str, for names: a cell string would be read as Rich markup.
+        table.add_row(*r[:4], Text(r[4]), *r[5:9], Text(r[9]))
+    return table
 
 
 @app.command()

@@ -41,6 +41,7 @@ def test_every_verb_has_help() -> None:
         "rerun",
         "schema",
         "delta-m",
+        "ranking",
     ):
         result = runner.invoke(app, [verb, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
@@ -139,3 +140,116 @@ def test_delta_m_command_on_hand_computed_values(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(json.dumps(result))
     out = runner.invoke(app, command)
     assert out.exit_code == 1 and "result has no value for normal.within_30" in out.output
+
+
+# ---------------------------------------------------------------------------
+# mtlb ranking
+
+
+def test_ranking_prints_what_the_site_computes(url: str) -> None:
+    from db import queries
+    from db.session import read_only_session_factory
+    from leaderboard import tables
+    from tests.conftest import PAIRED_BENCHMARK, PAIRED_DELTAS, paired_database
+
+    ids = paired_database(url, PAIRED_DELTAS)
+    result = runner.invoke(app, ["--database", url, "ranking"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("paired-bench v1: Δm per task (LibMTL)")
+    assert "note:" not in result.output  # not everything ties
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "group"])
+    cells = [line.split(maxsplit=9) for line in lines[header + 2 : header + 6]]
+    assert [(c[0], c[1], c[2], c[4], c[6]) for c in cells] == [
+        ("1", "1", "1–2", "uncertainty", "+11.17"), ("1", "1", "1–2", "equal", "+10.00"),
+        ("3", "2", "3", "stl", "+0.00"), ("4", "3", "4", "mgda", "-8.00"),
+    ]  # fmt: skip
+    assert cells[1][9].startswith("vs uncertainty: paired t, 3 seeds, p = ")
+    assert "paired comparisons" in result.output
+
+    document = json.loads(
+        runner.invoke(app, ["--database", url, "ranking", "--format", "json"]).output
+    )
+    assert (document["benchmark"], document["protocol_version"]) == PAIRED_BENCHMARK
+    assert document["convention"] == "per_task" and document["notice"] is None
+    rows = {row["name"]: row for row in document["rows"]}
+    assert rows["mgda"]["rank"] == 4 and rows["mgda"]["tie group"] == 3
+    per_seed = rows["equal"]["Δm per seed"]
+    assert list(per_seed) == ["0", "1", "2"]
+    assert [per_seed[s] for s in "012"] == pytest.approx(PAIRED_DELTAS["equal"], abs=1e-9)
+    assert rows["equal"]["id"] == ids["equal"] and rows["equal"]["seeds"] == 3
+    # The same numbers as the site's table, from the same function.
+    with read_only_session_factory(url)() as session:
+        site_rows = queries.ranking(session, *PAIRED_BENCHMARK)
+    frame = tables.ranking_frame(site_rows, [], "per_task")
+    assert [row["name"] for row in document["rows"]] == frame["name"].tolist()
+    assert [row["rank"] for row in document["rows"]] == frame["rank"].tolist()
+    assert [row["Δm"] for row in document["rows"]] == pytest.approx(frame["Δm"].tolist())
+    assert [row["± 95% CI"] for row in document["rows"]] == pytest.approx(
+        frame["± 95% CI"].tolist()
+    )
+    assert [row["rank test"] for row in document["rows"]] == frame["rank test"].tolist()
+
+    csv_text = runner.invoke(
+        app, ["--database", url, "ranking", "--format", "csv", "--convention", "per-metric"]
+    ).output
+    header, *lines = csv_text.splitlines()
+    assert header == "rank,tie group,possible ranks,id,name,role,Δm,± 95% CI,seeds,rank test"
+    # Per metric (a drop, lower is better; one metric: −Δm per task): the same order.
+    assert [line.split(",")[4] for line in lines] == ["uncertainty", "equal", "stl", "mgda"]
+    assert lines[0].startswith("1,1,1–2,")
+
+
+def test_ranking_says_when_everything_ties(url: str) -> None:
+    from tests.conftest import paired_database
+
+    paired_database(url, {"stl": [-10.0, 0.0, 10.0], "a": [5.0, -9.0, 8.0]})
+    table = runner.invoke(app, ["--database", url, "ranking"])
+    assert table.exit_code == 0 and "note: All 2 entries tie at rank 1" in table.output
+    csv = runner.invoke(app, ["--database", url, "ranking", "--format", "csv"])
+    # The notice goes to stderr, so that stdout stays CSV.
+    assert csv.stdout.startswith("rank,") and "All 2 entries tie" in csv.stderr
+    document = json.loads(runner.invoke(app, ["--database", url, "ranking", "--format",
+                                              "json"]).output)  # fmt: skip
+    assert document["notice"].startswith("All 2 entries tie at rank 1")
+
+
+def test_ranking_defaults_and_one_line_errors(url: str, tmp_path: Path) -> None:
+    from db.models import Role
+    from db.queue import campaign, queue_jobs, store_submission
+    from tests.conftest import PAIRED_DELTAS, paired_database
+
+    paired_database(url, PAIRED_DELTAS)
+    # Version 2 has a submission but no runs yet: the default stays on version 1.
+    with transaction(url) as session:
+        spec = {"name": "later", "benchmark": "paired-bench", "protocol_version": 2,
+                "architecture": {"name": "hard-sharing", "backbone": "small-cnn"},
+                "weighting": {"name": "dwa"}, "optimizer": {"name": "adam"}}  # fmt: skip
+        later, _ = store_submission(session, spec=spec, spec_hash="f" * 64, source="",
+                                    role=Role.METHOD)  # fmt: skip
+        queue_jobs(session, later, [0], campaign(session))
+    default = runner.invoke(app, ["--database", url, "ranking", "--format", "json"])
+    assert json.loads(default.output)["protocol_version"] == 1
+    v2 = runner.invoke(app, ["--database", url, "ranking", "--version", "2", "--format", "json"])
+    assert [row["name"] for row in json.loads(v2.output)["rows"]] == ["later"]
+    assert json.loads(v2.output)["rows"][0]["rank"] is None  # no runs, no rank
+
+    for args, message in (
+        (["--benchmark", "paired-bnch"],
+         "error: no submissions of benchmark 'paired-bnch' in this database; did you mean "
+         "'paired-bench'?"),
+        (["--benchmark", "nothing-like-it"],
+         "error: no submissions of benchmark 'nothing-like-it' in this database; benchmarks: "
+         "paired-bench"),
+        (["--version", "7"], "error: paired-bench has no version 7 in this database; versions: "
+         "2, 1"),
+    ):  # fmt: skip
+        result = runner.invoke(app, ["--database", url, "ranking", *args])
+        assert result.exit_code == 1 and result.output.strip() == message, result.output
+    missing = f"sqlite:///{tmp_path / 'absent.sqlite'}"
+    result = runner.invoke(app, ["--database", missing, "ranking"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: nothing to rank: no results in {missing}"
+    assert not (tmp_path / "absent.sqlite").exists()  # read only: nothing created
+    bad = runner.invoke(app, ["--database", url, "ranking", "--format", "xml"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
