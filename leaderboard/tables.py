@@ -691,12 +691,6 @@ def campaigns_frame(
     return pd.DataFrame.from_records(records, columns=[*names, *(h for _, h in headers)])
 
 
-def original_runs(runs: Iterable[Row], row: Row) -> list[Row]:
-    """The runs of a ranking row's original campaign (what its Δm and rank are computed from)."""
-    original = row.get("original_campaign_id")
-    return [run for run in runs if run.get("campaign_id") == original]
-
-
 def curves_frame(curves: Iterable[tuple[int, int, str, str, float]]) -> pd.DataFrame:
     """Training curves averaged over seeds: one row per (name, task, epoch).
 
