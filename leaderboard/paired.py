@@ -49,8 +49,7 @@ class Difference:
     [`low`, `high`] its interval at `level`; `p` two-sided.  `shared` counts
     the matched seeds; `improvement` is the probability of improvement over
     them (`probability_of_improvement`), None without a matched seed.  With
-    no test (`test == "none"`), everything but the counts and the difference
-    is NaN.
+    no test (`test == "none"`), the interval, p and df are NaN.
     """
 
     test: Test
@@ -174,8 +173,7 @@ def compare(
     >>> round(d.p, 6), d.improvement, d.verdict()
     (0.013596, 1.0, 'significantly better')
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    _check_level(level)
     shared = sorted(first.keys() & second.keys())
     test: Test = NO_TEST
     low = high = p = df = math.nan
@@ -212,6 +210,11 @@ def compare(
         test, mean, low, high, p, df, len(shared), len(first), len(second),
         probability_of_improvement(first, second, higher_is_better), higher_is_better, level,
     )  # fmt: skip
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -256,6 +259,7 @@ def pairwise(values: Sequence[Values], level: float = LEVEL) -> Pairwise:
     identical runs give exactly zero spread), in blocks of rows; the tests
     check that every pair agrees with `compare`.
     """
+    _check_level(level)
     n = len(values)
     seeds = sorted({s for v in values for s in v})
     column = {s: c for c, s in enumerate(seeds)}

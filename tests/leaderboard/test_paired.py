@@ -133,8 +133,10 @@ def test_probability_of_improvement_counts_ties_as_half() -> None:
 
 
 def test_the_level_must_be_a_probability() -> None:
-    with pytest.raises(ValueError, match="level must be in"):
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got 95"):
         compare({0: 1.0}, {0: 2.0}, True, level=95)
+    with pytest.raises(ValueError, match="level must be in"):
+        rank([{0: 1.0}], True, level=0.0)
 
 
 seed_values = st.dictionaries(
