@@ -25,6 +25,7 @@ import runners.weighting  # noqa: F401  (registers methods)
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.models import ARCHITECTURES, BackboneChoice, MultiTaskModel
+from runners.models.base import paired_initialisation
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.weighting import WEIGHTINGS, StepGraph, Weighting
 
@@ -121,12 +122,13 @@ def model_size_problem(
 
 
 def build(
-    spec: Mapping[str, Any], benchmark: Benchmark, protocol: Protocol
+    spec: Mapping[str, Any], benchmark: Benchmark, protocol: Protocol, seed: int | None = None
 ) -> tuple[MultiTaskModel, Weighting, torch.optim.Optimizer, Any]:
     """Model, method, optimiser and scheduler of a validated spec.
 
     Parameters are re-checked through the registries' models: a job carries
     its spec as plain data, and the worker trusts nothing it did not check.
+    `seed`: the job's, for a protocol that pairs initialisations across submissions.
     """
     backbone = BackboneChoice.from_spec(spec["architecture"]["backbone"]).name
     if backbone not in protocol.backbones:
@@ -137,9 +139,12 @@ def build(
     too_large = model_size_problem(spec["architecture"], benchmark, protocol)
     if too_large is not None:
         raise ValueError(too_large)
-    model = model_from_spec(
-        spec["architecture"], benchmark, pretrained=protocol.pretrained_for(backbone)
-    )
+    paired = seed if protocol.paired_initialisation else None
+    with paired_initialisation(paired):
+        model = model_from_spec(
+            spec["architecture"], benchmark, pretrained=protocol.pretrained_for(backbone)
+        )
+    model.scale_outputs(protocol.output_scaling)
     w_name, w_params = split_component(spec["weighting"])
     weighting = WEIGHTINGS.get(w_name)(
         len(benchmark.tasks), **dict(WEIGHTINGS.parameters(w_name).model_validate(w_params))
@@ -193,7 +198,7 @@ def train(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
 
-    model, weighting, optimizer, scheduler = build(spec, benchmark, protocol)
+    model, weighting, optimizer, scheduler = build(spec, benchmark, protocol, seed)
     # channels_last: 2.4x faster for this kind of network on CPU (design.md).
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = weighting.to(device)

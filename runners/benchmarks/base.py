@@ -75,6 +75,16 @@ class Protocol:
     augmentation: bool = False
     # The scheduler of the single-task baseline, as it appears in a spec (None: none).
     baseline_scheduler: Mapping[str, Any] | None = None
+    # {task: (offset, scale)}: every architecture's raw prediction r for the task is read
+    # as offset + scale * r (`MultiTaskModel.scale_outputs`), in the target's units.  A
+    # target far from zero (depth in metres, mean 3.9) is otherwise reached only through
+    # biases that Adam moves by about one learning rate per step, and it does not converge
+    # within a short protocol.  Part of the model, so part of the protocol version.
+    output_scaling: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Initialise each backbone and head from (seed, its role) alone
+    # (`runners.models.base.paired_initialisation`), so that submissions of different
+    # architectures start from the same weights where they have the same components.
+    paired_initialisation: bool = False
 
     def batch_size_for(self, backbone: str) -> int:
         """The batch size of a job whose backbone is `backbone`."""

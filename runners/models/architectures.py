@@ -11,7 +11,13 @@ from pydantic import Field
 from torch import nn
 
 from runners.models.backbones import conv_bn_relu
-from runners.models.base import ARCHITECTURES, BackboneChoice, Encoder, MultiTaskModel
+from runners.models.base import (
+    ARCHITECTURES,
+    BackboneChoice,
+    Encoder,
+    MultiTaskModel,
+    component_initialisation,
+)
 from runners.tasks import Task
 
 HeadWidth = Annotated[int, Field(ge=4, le=256, description="channels of the task decoder")]
@@ -64,9 +70,10 @@ def make_head(task: Task, in_channels: int, width: int, stride: int) -> nn.Modul
     A dense task gets a `DecoderHead` (full-resolution prediction), an
     image-level one a `PooledHead` (one prediction per image; `stride` unused).
     """
-    if task.dense:
-        return DecoderHead(in_channels, task.out_channels, width, stride)
-    return PooledHead(in_channels, task.out_channels, width)
+    with component_initialisation(f"head/{task.name}"):
+        if task.dense:
+            return DecoderHead(in_channels, task.out_channels, width, stride)
+        return PooledHead(in_channels, task.out_channels, width)
 
 
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:

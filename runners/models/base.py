@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import hashlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,6 +79,55 @@ def scaled(channels: int, width_multiplier: float) -> int:
 BACKBONES: Registry[type[Encoder]] = Registry("backbone")
 
 
+@dataclass
+class _PairedInitialisation:
+    seed: int
+    built: Counter[str] = field(default_factory=Counter)
+
+
+_PAIRED: ContextVar[_PairedInitialisation | None] = ContextVar("paired", default=None)
+
+
+@contextlib.contextmanager
+def paired_initialisation(seed: int | None) -> Iterator[None]:
+    """Build a model whose components start from the job's seed and their role alone.
+
+    Inside it, the k-th backbone an architecture builds (`BackboneChoice.build`)
+    and the head of task t (`make_head`) are each initialised from their own
+    generator, seeded by sha256(seed, role) with role `backbone/k` or `head/t/k`,
+    whatever else the architecture builds before them.  So at a given seed the
+    single-task baseline's first network, hard sharing's encoder, cross-stitch's
+    first column and MMoE's first expert start equal, and so does every head of
+    the same shape: runs of different submissions at the same seed are paired
+    (common random numbers).  A protocol with `paired_initialisation` builds
+    every model so; None: the global generator's order, as before.
+    """
+    token = _PAIRED.set(None if seed is None else _PairedInitialisation(seed))
+    try:
+        yield
+    finally:
+        _PAIRED.reset(token)
+
+
+@contextlib.contextmanager
+def component_initialisation(kind: str) -> Iterator[None]:
+    """Initialise one component (`backbone` or `head/<task>`) as `paired_initialisation` says.
+
+    Outside it, a no-op.  The global generator is left as it was before the component.
+    """
+    paired = _PAIRED.get()
+    if paired is None:
+        yield
+        return
+    index = paired.built[kind]
+    paired.built[kind] += 1
+    role = f"{kind}/{index}"
+    digest = hashlib.sha256(f"{paired.seed}/{role}".encode()).digest()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+        yield
+
+
 @dataclass(frozen=True)
 class BackboneChoice:
     """A backbone as a spec chooses it, and whether the protocol asks for ImageNet weights.
@@ -116,7 +169,8 @@ class BackboneChoice:
 
     def build(self) -> Encoder:
         """A new encoder, with ImageNet weights when the protocol asks for them."""
-        encoder = self.encoder_type(**self.params)
+        with component_initialisation("backbone"):
+            encoder = self.encoder_type(**self.params)
         if self.pretrained:
             from runners.models.pretrained import load_weights
 
@@ -153,6 +207,23 @@ class MultiTaskModel(nn.Module):
         if not isinstance(backbone, BackboneChoice):
             backbone = BackboneChoice(backbone)
         self.backbone = backbone
+        self.output_scaling: dict[str, tuple[float, float]] = {}
+        self._scaling_hook: Any = None
+
+    def scale_outputs(self, scaling: Mapping[str, tuple[float, float]]) -> None:
+        """Read the raw prediction r of each task in `scaling` as offset + scale * r.
+
+        The protocol's `output_scaling`: applied after every forward pass (training,
+        evaluation, FLOP counting), to the task's auxiliary prediction too, so that
+        losses and metrics see the target's units while the heads start near the
+        target's typical value.  The offset and scale are constants, not parameters.
+        """
+        unknown = sorted(set(scaling) - {t.name for t in self.tasks})
+        if unknown:
+            raise ValueError(f"output scaling names unknown tasks: {', '.join(unknown)}")
+        self.output_scaling = {name: (float(o), float(s)) for name, (o, s) in scaling.items()}
+        if self._scaling_hook is None and self.output_scaling:
+            self._scaling_hook = self.register_forward_hook(_scaled_outputs)
 
     @classmethod
     def check(
@@ -199,6 +270,21 @@ class MultiTaskModel(nn.Module):
 
 def auxiliary_key(task: str) -> str:
     return f"{task}/aux"
+
+
+def _scaled_outputs(
+    model: nn.Module, args: Any, result: tuple[torch.Tensor | None, dict[str, torch.Tensor]]
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Forward hook of `MultiTaskModel.scale_outputs`: offset + scale * r per scaled task."""
+    representation, outputs = result
+    scaling: dict[str, tuple[float, float]] = model.output_scaling  # type: ignore[assignment]
+    scaled = dict(outputs)
+    for key, raw in outputs.items():
+        task = key.removesuffix("/aux")
+        if task in scaling:
+            offset, scale = scaling[task]
+            scaled[key] = raw * scale + offset
+    return representation, scaled
 
 
 ARCHITECTURES: Registry[type[MultiTaskModel]] = Registry("architecture")

@@ -444,6 +444,48 @@ def test_the_baseline_uses_the_protocols_step_schedule(backbone: str) -> None:
 
 
 # ---------------------------------------------------------------------------- training
+def segnet_spec(weighting: str) -> dict[str, Any]:
+    """Hard sharing on a narrow SegNet under nyuv2 v1 (augmented training batches)."""
+    return {
+        "benchmark": "nyuv2",
+        "protocol_version": 1,
+        "architecture": {
+            "name": "hard-sharing",
+            "backbone": {"name": "segnet", "width_multiplier": 0.125},
+        },
+        "weighting": {"name": weighting},
+        "optimizer": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0},
+        "scheduler": {"name": "step", "step_size": 100, "gamma": 0.5},
+    }
+
+
+def test_a_seed_fixes_the_augmentation_draws_whatever_the_method(
+    nyu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Common random numbers: PCGrad draws from the global generator every step, and the
+    # augmentation comes from the job's own, so both runs see the same augmented batches.
+    benchmark, _, _ = nyu
+    torch.set_num_threads(1)
+    drawn: list[torch.Tensor] = []
+    augment = benchmark.augment
+
+    def spy(batch: dict[str, torch.Tensor], generator: torch.Generator) -> Any:
+        out = augment(batch, generator)
+        drawn.append(torch.cat([out["image"].flatten(), out["depth"].flatten()]))
+        return out
+
+    monkeypatch.setattr(benchmark, "augment", spy)
+    train(segnet_spec("equal"), seed=0)
+    equal = list(drawn)
+    drawn.clear()
+    train(segnet_spec("pcgrad"), seed=0)
+    assert len(equal) == len(drawn) == 2
+    assert all(torch.equal(a, b) for a, b in zip(equal, drawn, strict=True))
+    drawn.clear()
+    train(segnet_spec("equal"), seed=1)
+    assert not all(torch.equal(a, b) for a, b in zip(equal, drawn, strict=True))
+
+
 def test_one_epoch_of_hard_sharing_segnet_trains_on_the_fixtures(
     nyu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -457,17 +499,7 @@ def test_one_epoch_of_hard_sharing_segnet_trains_on_the_fixtures(
         return augment(batch, generator)
 
     monkeypatch.setattr(benchmark, "augment", spy)
-    spec = {
-        "benchmark": "nyuv2",
-        "protocol_version": 1,
-        "architecture": {
-            "name": "hard-sharing",
-            "backbone": {"name": "segnet", "width_multiplier": 0.125},
-        },
-        "weighting": {"name": "equal"},
-        "optimizer": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0},
-        "scheduler": {"name": "step", "step_size": 100, "gamma": 0.5},
-    }
+    spec = segnet_spec("equal")
     result = train(spec, seed=0)
     # SegNet's batch size (2), not the protocol's default (4): two augmented steps.
     assert seen == [(2, 3, H, W), (2, 3, H, W)]
