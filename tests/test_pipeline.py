@@ -15,13 +15,13 @@ from tests.conftest import PIPELINE_METHODS
 
 
 def test_pipeline_trains_every_seed_and_scores_it(pipeline_db: str) -> None:
-    protocol = BENCHMARKS.get("synthetic-scenes-mini").protocol(1)
+    protocol = BENCHMARKS.get("synthetic-scenes-mini").protocol(2)
     with transaction(pipeline_db) as session:
         states = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
         assert dict(states) == {
             JobState.SUCCEEDED: (1 + len(PIPELINE_METHODS)) * len(protocol.seeds)
         }
-        rows = ranking(session, "synthetic-scenes-mini", 1)
+        rows = ranking(session, "synthetic-scenes-mini", 2)
     assert {r["name"] for r in rows} == {"stl-small-cnn", *PIPELINE_METHODS}
     for row in rows:
         assert row["seeds"] == len(protocol.seeds)

@@ -28,7 +28,7 @@ from leaderboard.text import CONVENTION_LABELS
 from tests.conftest import PIPELINE_METHODS
 
 APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
-BENCHMARK = ("synthetic-scenes-mini", 1)
+BENCHMARK = ("synthetic-scenes-mini", 2)
 BASELINE = "stl-small-cnn"
 HOSTILE = "<script>alert(1)</script> **bold** [x](javascript:alert(1))"
 T2 = 4.302652729749464  # t(0.975, 2): three seeds
@@ -131,8 +131,8 @@ def test_ranking_shows_delta_m_with_its_interval_and_marks_the_baseline(
     pipeline_db: str, open_site: Open
 ) -> None:
     at = open_site(pipeline_db)
-    assert at.title[0].value == "Ranking: synthetic\\-scenes\\-mini v1"
-    assert at.sidebar.selectbox(key="benchmark").options == ["synthetic-scenes-mini v1"]
+    assert at.title[0].value == "Ranking: synthetic\\-scenes\\-mini v2"
+    assert at.sidebar.selectbox(key="benchmark").options == ["synthetic-scenes-mini v2"]
     frame = table(at)
     assert list(frame.columns[:5]) == ["rank", "name", "role", "architecture", "weighting"]
     assert sorted(frame["name"]) == sorted([BASELINE, *PIPELINE_METHODS])

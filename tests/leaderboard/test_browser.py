@@ -111,7 +111,7 @@ def test_the_ranking_page_in_chromium(served: str, tmp_path: Path) -> None:
             assert name in text
         assert chart.size["width"] > 300 and chart.size["height"] > 200
         heading = driver.find_element(By.CSS_SELECTOR, "h1").text
-        assert heading == "Ranking: synthetic-scenes-mini v1"
+        assert heading == "Ranking: synthetic-scenes-mini v2"
         time.sleep(1)  # let the chart finish drawing before the screenshot
         screenshot = tmp_path / "ranking.png"
         assert driver.save_screenshot(str(screenshot))

@@ -17,7 +17,7 @@ from db.queue import Outcome, campaign, claim_jobs, queue_jobs, record_failure, 
 from db.session import read_only_engine, read_only_session_factory, transaction
 from tests.conftest import PIPELINE_METHODS
 
-BENCHMARK = ("synthetic-scenes-mini", 1)
+BENCHMARK = ("synthetic-scenes-mini", 2)
 
 
 def copy_of(url: str, directory: Path) -> str:

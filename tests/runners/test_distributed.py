@@ -28,6 +28,7 @@ from submissions.spec import validate
 from submissions.submit import store
 
 MINI = "synthetic-scenes-mini"
+VERSION = BENCHMARKS.get(MINI).latest_version  # the version SPEC validates to
 # SGD, not Adam: Adam's first steps are about lr * sign(g), so a gradient that rounds
 # differently near zero would move a parameter by a whole step; SGD's update is linear in g.
 SPEC = {
@@ -50,12 +51,12 @@ def normalised() -> dict[str, Any]:
 def two_epochs() -> Protocol:
     """The mini protocol in 2 epochs: its checkpoint after epoch 0, the last one it writes,
     holds the state after one step when an epoch is one batch."""
-    return dataclasses.replace(BENCHMARKS.get(MINI).protocol(1), epochs=2)
+    return dataclasses.replace(BENCHMARKS.get(MINI).protocol(VERSION), epochs=2)
 
 
 def one_batch() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     benchmark = BENCHMARKS.get(MINI)
-    protocol = benchmark.protocol(1)
+    protocol = benchmark.protocol(VERSION)
     train_split = benchmark.load("train", protocol)
     test_split = benchmark.load("test", protocol)
     return {k: v[:BATCH] for k, v in train_split.items()}, test_split
@@ -67,7 +68,7 @@ def _worker(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     parallel = TorchDataParallel(context.get_world_rank(), context.get_world_size())
-    BENCHMARKS.get(MINI).protocols[1] = two_epochs()  # in this worker process only
+    BENCHMARKS.get(MINI).protocols[VERSION] = two_epochs()  # in this worker process only
     torch.set_num_threads(1)
     train_data, test_data = one_batch()
     result = train(
@@ -93,7 +94,7 @@ def test_data_parallel_step_equals_single_process_step(
     )
     parallel_metrics = reported_outcome(trainer.fit())["metrics"]
 
-    monkeypatch.setitem(BENCHMARKS.get(MINI).protocols, 1, two_epochs())
+    monkeypatch.setitem(BENCHMARKS.get(MINI).protocols, VERSION, two_epochs())
     torch.set_num_threads(1)
     train_data, test_data = one_batch()
     single = train(
@@ -123,9 +124,11 @@ def test_data_parallel_job_runs_through_the_dispatcher_once(
 ) -> None:
     """A workers=2 protocol on the mini data: one job, two Ray Train workers, one run stored."""
     benchmark = BENCHMARKS.get(MINI)
-    protocol = dataclasses.replace(benchmark.protocol(1), resources=Resources(cpus=1, workers=2))
+    protocol = dataclasses.replace(
+        benchmark.protocol(VERSION), resources=Resources(cpus=1, workers=2)
+    )
     # The dispatcher reads the resources in this process; the workers train the same protocol.
-    monkeypatch.setitem(benchmark.protocols, 1, protocol)
+    monkeypatch.setitem(benchmark.protocols, VERSION, protocol)
     url = f"sqlite:///{tmp_path / 'dp.sqlite'}"
     spec, problems = validate(SPEC)
     assert spec is not None, problems

@@ -102,7 +102,7 @@ def test_a_backbone_with_parameters_is_normalised_to_the_full_mapping() -> None:
         ("{width_multiplier: 2}", "architecture.backbone.name: missing"),
         (
             "segnet",
-            "architecture.backbone: 'segnet' is not allowed by synthetic-scenes v1"
+            "architecture.backbone: 'segnet' is not allowed by synthetic-scenes v2"
             " (allowed: small-cnn)",
         ),
     ],

@@ -95,7 +95,7 @@ def test_baselines_are_designated_and_status_lists_jobs(url: str) -> None:
         baseline = session.scalars(select(Baseline)).one()
         assert (baseline.benchmark, baseline.protocol_version, baseline.backbone) == (
             "synthetic-scenes",
-            1,
+            2,
             "small-cnn",
         )
     # The example baseline file is the same spec: no new submission.

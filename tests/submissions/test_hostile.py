@@ -253,7 +253,7 @@ CASES: list[tuple[str, str, bytes, list[str]]] = [
         ),
         [
             "architecture: the model has 2,022,330 parameters;"
-            " synthetic-scenes-mini v1 allows at most 1,000,000"
+            " synthetic-scenes-mini v2 allows at most 1,000,000"
         ],
     ),
     (
@@ -275,7 +275,7 @@ CASES: list[tuple[str, str, bytes, list[str]]] = [
         "unknown-protocol-version",
         "s.yaml",
         (GOOD + "protocol_version: 99\n").encode(),
-        ["protocol_version: synthetic-scenes has no protocol version 99 (known: 1)"],
+        ["protocol_version: synthetic-scenes has no protocol version 99 (known: 1, 2)"],
     ),
     (
         "unknown-spec-version",

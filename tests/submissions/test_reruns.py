@@ -31,7 +31,8 @@ runner = CliRunner()
 def document(name: str, **optimizer: Any) -> dict[str, Any]:
     found = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
     found["benchmark"] = MINI
-    found.pop("protocol_version", None)
+    # Under v1: the tests below rerun it under versions 2 and 3 they define themselves.
+    found["protocol_version"] = 1
     found["optimizer"].update(optimizer)
     return dict(found)
 
@@ -39,8 +40,8 @@ def document(name: str, **optimizer: Any) -> dict[str, Any]:
 def fill(url: str) -> None:
     """The mini baseline, hps-dwa (lr 1e-3) and hps-equal at lr 1e-4, each with 3 jobs."""
     with transaction(url) as session:
-        queue_baselines(session, MINI, None)
-        for doc in (document("hps-dwa"), document("hps-equal", lr=1e-4)):
+        queue_baselines(session, MINI, 1)
+        for doc in (document("hps-dwa", lr=1e-3), document("hps-equal", lr=1e-4)):
             spec, problems = validate(doc)
             assert spec is not None, problems
             store(session, spec, yaml.safe_dump(doc))
@@ -157,7 +158,7 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         (["--campaign", "initial", "--all"], "error: --campaign initial: a campaign of this"),
         (["--campaign", "x"], "error: choose what to rerun: --submission ID"),
         (["--campaign", "x", "--all", "--protocol-version", "7"],
-         f"error: --protocol-version: benchmark '{MINI}' has no protocol version 7 (known: 1)"),
+         f"error: --protocol-version: benchmark '{MINI}' has no protocol version 7 (known: 1, 2)"),
         (["--campaign", "x", "--all", "--seeds", "1,x"], "error: --seeds: expected whole"),
         (["--campaign", "x", "--all", "--every", "daily"], "error: --every: expected a duration"),
         (["--campaign", "x", "--all", "--cycles", "2"], "error: --cycles 2: more than one cycle"),
@@ -224,7 +225,7 @@ def test_rerun_end_to_end_on_ray(pipeline_db: str, tmp_path: Path) -> None:
     with transaction(url) as session:
         chosen = session.scalars(select(Submission).where(Submission.name == "hps-equal")).one()
         sid = chosen.id
-        before_row = next(r for r in queries.ranking(session, MINI, 1) if r["id"] == sid)
+        before_row = next(r for r in queries.ranking(session, MINI, 2) if r["id"] == sid)
     before = snapshot(url)
     result = runner.invoke(
         app,
@@ -241,8 +242,8 @@ def test_rerun_end_to_end_on_ray(pipeline_db: str, tmp_path: Path) -> None:
         job = session.get(Job, run.job_id)
         assert job is not None and job.campaign.name.startswith("check-2")
         assert job.campaign.reason == "reproducibility" and run.submission_id == sid
-        assert run.protocol_version == 1 and len(run.metric_values) > 0
-        row = next(r for r in queries.ranking(session, MINI, 1) if r["id"] == sid)
+        assert run.protocol_version == 2 and len(run.metric_values) > 0
+        row = next(r for r in queries.ranking(session, MINI, 2) if r["id"] == sid)
     # The ranking keeps the original campaign's three seeds; the rerun is beside it.
     assert row["seeds"] == 3 and row["per_task_mean"] == pytest.approx(before_row["per_task_mean"])
     assert row["rerun_campaign"] == job.campaign.name and row["rerun_seeds"] == 1

@@ -58,7 +58,7 @@ def test_the_search_space_is_hashed_and_its_absence_keeps_old_hashes() -> None:
     # existed (no `search` key), so stored submissions keep their hash.
     before = {
         "spec_version": 1, "name": "hps-dwa-tuned", "description": "", "authors": [],
-        "benchmark": "synthetic-scenes", "protocol_version": 1,
+        "benchmark": "synthetic-scenes", "protocol_version": 2,
         "architecture": {"name": "hard-sharing", "backbone": "small-cnn", "head_width": 16},
         "weighting": {"name": "dwa", "temperature": 2.0},
         "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0},

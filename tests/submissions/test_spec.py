@@ -63,7 +63,7 @@ def test_the_baseline_example_is_the_generated_baseline() -> None:
 def test_good_spec_is_normalised_with_defaults_and_latest_protocol() -> None:
     spec, problems = validate(parse(GOOD.encode(), ".yaml"))
     assert problems == [] and spec is not None
-    assert spec.normalised["protocol_version"] == 1
+    assert spec.normalised["protocol_version"] == 2
     assert spec.normalised["optimizer"] == {"name": "adam", "lr": 0.001, "weight_decay": 0.0}
     assert spec.normalised["architecture"] == {
         "name": "hard-sharing",
@@ -81,7 +81,7 @@ def test_hash_ignores_key_order_formatting_and_implicit_defaults() -> None:
             "weighting": {"name": "dwa"},
             "architecture": {"backbone": "small-cnn", "name": "hard-sharing", "head_width": 16},
             "benchmark": "synthetic-scenes",
-            "protocol_version": 1,
+            "protocol_version": 2,
             "name": "hps-dwa",
             "spec_version": 1,
         }
@@ -138,7 +138,7 @@ def test_bad_values_name_the_field(old: str, new: str, expected: str) -> None:
 
 def test_unknown_protocol_version_and_incompatible_weighting() -> None:
     assert problems_of(GOOD + "protocol_version: 7\n") == [
-        "protocol_version: synthetic-scenes has no protocol version 7 (known: 1)"
+        "protocol_version: synthetic-scenes has no protocol version 7 (known: 1, 2)"
     ]
     stl = GOOD.replace("hard-sharing", "single-task")
     assert problems_of(stl) == [

@@ -131,7 +131,7 @@ def test_the_quota_counts_new_submissions_per_submitter_over_24_hours(
                 "weighting": {"name": "dwa", "temperature": 2.0},
                 "architecture": {"name": "hard-sharing", "backbone": "small-cnn", "head_width": 16},
                 "benchmark": "synthetic-scenes",
-                "protocol_version": 1,
+                "protocol_version": 2,
                 "description": "",
                 "name": "a",
                 "spec_version": 1,
