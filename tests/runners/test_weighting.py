@@ -277,3 +277,25 @@ def test_gram_aggregations_depend_on_the_gram_matrix_only(name: str) -> None:
     rotation, _ = torch.linalg.qr(torch.randn(7, 7, dtype=torch.float64))
     first, second = WEIGHTINGS.get(name)(3), WEIGHTINGS.get(name)(3)
     torch.testing.assert_close(first.aggregate(jacobian), second.aggregate(jacobian @ rotation))
+
+
+def test_db_mtl_keeps_the_steps_jacobian_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method with its own `jacobian` (DB-MTL: of the log-losses) still batches when asked."""
+    import runners.weighting.base as base
+
+    calls = []
+    batched = base.batched_encoder_jacobian
+
+    def spy(*args: Any) -> torch.Tensor | None:
+        calls.append(1)
+        return batched(*args)
+
+    monkeypatch.setattr(base, "batched_encoder_jacobian", spy)
+    torch.manual_seed(0)
+    model = Toy()
+    method = WEIGHTINGS.get("db-mtl")(2)
+    graph = dataclasses.replace(toy_graph(model, True), batched_jacobian=True)
+    expected = method.jacobian(dataclasses.replace(toy_graph(model, True), batched_jacobian=False))
+    assert not calls
+    torch.testing.assert_close(method.jacobian(graph), expected)
+    assert calls == [1]
