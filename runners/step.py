@@ -159,7 +159,7 @@ class TrainingStep:
         self._captured: _Captured | None = None
         if self.device.type == "cuda":
             deterministic_cuda()
-        _prepare_optimizer(optimizer, self.device, capturable=self.plan != "eager")
+        prepare_optimizer(optimizer, self.device, capturable=self.plan != "eager")
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.plan == "eager":
@@ -344,7 +344,7 @@ class State:
             torch.cuda.set_rng_state(self.cuda_rng, self.device)
 
 
-def _prepare_optimizer(
+def prepare_optimizer(
     optimizer: torch.optim.Optimizer, device: torch.device, *, capturable: bool
 ) -> None:
     """Make the optimiser capturable (state and learning rate on the device), or undo it.
