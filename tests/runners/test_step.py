@@ -8,15 +8,19 @@ state in the same tensors, and results repeat for a seed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.synthetic_scenes import SyntheticScenes
-from runners.step import State, TrainingStep, graph_plan
+from runners.step import State, TrainingStep, graph_plan, prepare_optimizer
 from runners.train import build, train
 from runners.weighting import WEIGHTINGS, Weighting
 from runners.weighting.base import GramAggregation
@@ -189,3 +193,190 @@ def test_training_is_deterministic_per_seed_on_the_cpu(
     assert runs[0].metrics == runs[1].metrics
     assert runs[0].curves == runs[1].curves
     assert runs[0].peak_gpu_memory_bytes is None  # measured on CUDA only
+
+
+# A CPU stand-in for CUDA graphs, to test the capture and replay logic without a GPU.
+# Capture records every aten op the step dispatches (forward, backward, optimiser)
+# with the very tensors it read and wrote; replay runs the recorded ops again on
+# those tensors and writes each result into the tensor the capture produced.  Like
+# a CUDA graph it never re-runs Python: state a method keeps outside tensors, or
+# replaces instead of updating in place, goes stale, and the comparison with eager
+# steps below fails.  Reading a value on the host during capture is refused.
+HOST_READS = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.nonzero.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.equal.default,
+}
+
+
+METADATA_IN_PLACE = {"squeeze_", "unsqueeze_", "t_", "transpose_", "as_strided_", "resize_"}
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, ops: list[Any]) -> None:
+        super().__init__()
+        self.ops = ops
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in HOST_READS or kwargs.get("generator") is not None:
+            raise RuntimeError(f"operation not permitted when stream is capturing: {func}")
+        out = func(*args, **kwargs)
+        # Where each output lay when it was written (an in-place squeeze_ may move it later).
+        layout = [(t.size(), t.stride(), t.storage_offset()) for t in _tensors(out)]
+        self.ops.append((func, args, kwargs, out, layout))
+        return out
+
+
+class FakeGraph:
+    def __init__(self) -> None:
+        self.ops: list[Any] = []
+        self.replays = 0
+
+    def pool(self) -> None:
+        return None
+
+    def replay(self) -> None:
+        self.replays += 1
+        with torch.no_grad():
+            for func, args, kwargs, out, layout in self.ops:
+                if func.overloadpacket.__name__ in METADATA_IN_PLACE:
+                    continue  # changes a tensor's shape, not its data: done once, at capture
+                new = func(*args, **kwargs)
+                for old, fresh, (size, stride, offset) in zip(
+                    _tensors(out), _tensors(new), layout, strict=True
+                ):
+                    target = old.as_strided(size, stride, offset)
+                    if target.data_ptr() != fresh.data_ptr() or target.stride() != fresh.stride():
+                        target.copy_(fresh)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+class _FakeStream:
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def wait_stream(self, other: Any) -> None: ...
+
+
+@contextlib.contextmanager
+def _fake_capture(graph: FakeGraph, pool: Any = None) -> Iterator[None]:
+    with _Recorder(graph.ops):
+        yield
+
+
+def _live_state(step: TrainingStep) -> list[torch.Tensor]:
+    """Every tensor of the state a step reads and changes (the live tensors, not copies)."""
+    tensors = list(step.model.state_dict().values())
+    tensors += [t for s in step.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    for saved in step.weighting.checkpoint_state().values():
+        for kind in ("parameters", "buffers", "attributes"):
+            tensors += [t for t in saved[kind].values() if isinstance(t, torch.Tensor)]
+    return tensors
+
+
+def _without_running(capture: Any) -> Any:
+    """A capture that, like CUDA's, leaves the state as it was: the recording runs the ops,
+    so every state tensor is put back in place afterwards."""
+
+    def wrapped(step: TrainingStep, static: dict[str, torch.Tensor]) -> Any:
+        saved = [(t, t.detach().clone()) for t in _live_state(step)]
+        try:
+            return capture(step, static)
+        finally:
+            with torch.no_grad():
+                for t, value in saved:
+                    t.copy_(value)
+
+    return wrapped
+
+
+@pytest.fixture
+def fake_cuda_graphs(monkeypatch: pytest.MonkeyPatch) -> list[FakeGraph]:
+    """torch.cuda's graph API on the CPU, and Adam capturable there; returns the graphs made."""
+    made: list[FakeGraph] = []
+    for name in ("_capture_whole", "_capture_split"):
+        monkeypatch.setattr(TrainingStep, name, _without_running(getattr(TrainingStep, name)))
+
+    def new_graph() -> FakeGraph:
+        made.append(FakeGraph())
+        return made[-1]
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", new_graph)
+    monkeypatch.setattr(torch.cuda, "graph", _fake_capture)
+    monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: _FakeStream())
+    adam = importlib.import_module("torch.optim.adam")
+    monkeypatch.setattr(adam, "_get_capturable_supported_devices", lambda *a, **k: ["cpu"])
+    return made
+
+
+def emulated(
+    name: str, plan: str, batched: bool | None = None
+) -> tuple[TrainingStep, dict[str, torch.Tensor]]:
+    """A step of `name` on the CPU that captures `plan` as on CUDA (with the fake graphs)."""
+    step, batch = setup(name, batched=batched)
+    step.plan = plan  # type: ignore[assignment]
+    prepare_optimizer(step.optimizer, step.device, capturable=True)
+    return step, batch
+
+
+@pytest.mark.parametrize(
+    ("name", "plan", "batched"),
+    [(n, "whole", None) for n in graph_safe_methods()]
+    + [(n, "split", False) for n in gram_methods()]
+    # As on CUDA: the batched Jacobian (vmap) inside the captured graph.
+    + [(n, "split", True) for n in ("pcgrad", "upgrad")],
+)
+def test_replayed_steps_train_exactly_as_eager_steps(
+    name: str, plan: str, batched: bool | None, fake_cuda_graphs: list[FakeGraph]
+) -> None:
+    """Warm-up undone, capture, replays on new batches, a scheduler and an epoch boundary between:
+    the parameters and the method's state are those of eager steps, bit for bit."""
+    torch.set_num_threads(1)
+    data = MINI.load("train", PROTOCOL)
+    batches = [{k: v[4 * i : 4 * i + 4] for k, v in data.items()} for i in range(4)]
+    steps = []
+    for replayed in (True, False):
+        step, _ = emulated(name, plan, batched) if replayed else setup(name, batched=batched)
+        if not replayed:
+            prepare_optimizer(step.optimizer, step.device, capturable=True)
+        scheduler = torch.optim.lr_scheduler.StepLR(step.optimizer, step_size=1, gamma=0.5)
+        for i, batch in enumerate(batches):
+            losses, weights = step(batch)
+            assert torch.isfinite(losses).all() and torch.isfinite(weights).all()
+            if i == 1:  # an epoch boundary: state changed outside the graphs
+                # Unequal changes, so that DWA's weights move away from 1.
+                step.weighting.end_epoch(losses.detach().clone())
+                step.weighting.end_epoch(losses.detach() * torch.linspace(0.8, 1.2, len(losses)))
+                scheduler.step()
+        steps.append(step)
+    replayed_step, eager_step = steps
+    assert replayed_step.graph_failure is None
+    assert replayed_step.plan == plan and replayed_step.replays == len(batches)
+    assert [g.replays for g in fake_cuda_graphs] == [len(batches)] * (1 if plan == "whole" else 2)
+    assert_same(state_of(replayed_step), state_of(eager_step))
+
+
+def test_a_host_read_during_capture_falls_back_to_eager_steps(
+    fake_cuda_graphs: list[FakeGraph], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RLW draws from a CPU generator: its capture fails, and the run goes on eagerly."""
+    step, batch = emulated("rlw", "whole")
+    fresh, _ = setup("rlw")
+    prepare_optimizer(fresh.optimizer, fresh.device, capturable=True)
+    for _ in range(2):
+        step(batch)
+        fresh(batch)
+    assert step.plan == "eager" and step.graph_failure is not None
+    assert "not permitted when stream is capturing" in step.graph_failure
+    assert "capture of the RLW step failed, running it eagerly" in capsys.readouterr().err
+    assert_same(state_of(step), state_of(fresh))  # the failed capture left no trace
