@@ -161,6 +161,9 @@ class Run(Base):
     # The epoch whose checkpoint the job's last attempt resumed from (an earlier attempt's
     # node died); NULL: trained in one go.  The metrics are the same either way.
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The most GPU memory the job held allocated at once, in bytes
+    # (torch.cuda.max_memory_allocated); NULL for a CPU run or one recorded before.
+    peak_gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     metric_values: Mapped[list[MetricValue]] = relationship(back_populates="run")

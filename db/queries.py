@@ -194,6 +194,8 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
             func.avg(Run.parameter_count).label("parameters"),
             func.avg(Run.flops).label("flops"),
             func.avg(Run.wall_time_s).label("wall_time_s"),
+            # The most any run held: what a job of the submission needs of a GPU.
+            func.max(Run.peak_gpu_memory_bytes).label("peak_gpu_memory_bytes"),
             func.max(Run.device).label("device"),
             func.max(Run.finished_at).label("last_result"),
         )
@@ -220,6 +222,7 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
             runs.c.parameters,
             runs.c.flops,
             runs.c.wall_time_s,
+            runs.c.peak_gpu_memory_bytes,
             runs.c.device,
             runs.c.last_result,
         )

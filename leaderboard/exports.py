@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd  # no pandas-stubs in dev deps
 
-from leaderboard.tables import CI, DELTA_M, PAGE, ROLE, WALL_TIME
+from leaderboard.tables import CI, DELTA_M, GPU_MEMORY, PAGE, ROLE, WALL_TIME
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -118,6 +118,8 @@ def _number(value: float, column: str, integer: bool) -> str:
         return f"{value:+.2f}"
     if column == WALL_TIME:
         return f"{value:.1f}"
+    if column == GPU_MEMORY:
+        return f"{value:.0f}"
     return f"{value:.4f}"
 
 

@@ -49,11 +49,12 @@ CITATION = "citation"
 PARAMETERS = "parameters"
 FLOPS = "FLOPs"
 WALL_TIME = "wall time (s)"
+GPU_MEMORY = "peak GPU memory (MiB)"
 LAST_RESULT = "last result"
 PAGE = "page"
 
 IDENTITY = ["architecture", "backbone", "weighting", "optimizer"]
-COSTS = [PARAMETERS, FLOPS, WALL_TIME]
+COSTS = [PARAMETERS, FLOPS, WALL_TIME, GPU_MEMORY]
 
 # What the status filter offers; a submission can be in several.
 HAS_RESULTS = "has results"
@@ -293,6 +294,7 @@ def ranking_frame(
         record[FLOPS] = _int(row.get("flops"))
         wall_time = row.get("wall_time_s")
         record[WALL_TIME] = None if wall_time is None else float(wall_time)
+        record[GPU_MEMORY] = mebibytes(row.get("peak_gpu_memory_bytes"))
         record[LAST_RESULT] = row.get("last_result")
         record[CITATION] = row.get("citation", "")
         # A reported result links to its paper.
@@ -304,7 +306,7 @@ def ranking_frame(
     frame = pd.DataFrame.from_records(records, columns=ranking_columns(columns))
     for column in (RANK, TIE_GROUP, PARAMETERS, FLOPS):
         frame[column] = frame[column].astype("Int64")
-    for column in (DELTA_M, CI, RERUN_DELTA_M, WALL_TIME):
+    for column in (DELTA_M, CI, RERUN_DELTA_M, WALL_TIME, GPU_MEMORY):
         frame[column] = frame[column].astype("float64")
     frame[LAST_RESULT] = pd.to_datetime(frame[LAST_RESULT])
     sign = -1.0 if higher else 1.0
@@ -592,6 +594,7 @@ PROVENANCE = {
     "parameter_count": PARAMETERS,
     "flops": FLOPS,
     "wall_time_s": WALL_TIME,
+    "peak_gpu_memory_bytes": GPU_MEMORY,
     "device": "device",
     "code_version": "code version",
     "protocol_version": "protocol version",
@@ -624,13 +627,24 @@ def runs_frame(
             record[header] = metrics.get((c.task, c.metric))
         for key, header in PROVENANCE.items():
             record[header] = run.get(key)
+        record[GPU_MEMORY] = mebibytes(run.get("peak_gpu_memory_bytes"))
         records.append(record)
     names = ["seed", "campaign", *delta_headers.values(), *(h for _, h in headers)]
     frame = pd.DataFrame.from_records(records, columns=[*names, *PROVENANCE.values()])
     for header in delta_headers.values():
         frame[header] = frame[header].astype("float64")
     frame[FLOPS] = frame[FLOPS].astype("Int64")
+    frame[GPU_MEMORY] = frame[GPU_MEMORY].astype("float64")
     return frame
+
+
+def mebibytes(count: Any) -> float | None:
+    """Bytes as MiB; None stays None (a CPU run has no GPU memory).
+
+    >>> mebibytes(3 * 1024**2), mebibytes(None)
+    (3.0, None)
+    """
+    return None if count is None else float(count) / 1024**2
 
 
 def campaigns_frame(

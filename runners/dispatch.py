@@ -16,6 +16,7 @@ from the job's checkpoint on shared storage (`storage_root`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,7 +54,7 @@ from db.queue import (
 from db.session import session_factory
 from runners import provenance, tuning
 from runners.benchmarks import BENCHMARKS
-from runners.benchmarks.base import data_root
+from runners.benchmarks.base import Resources, data_root, gpu_share
 from runners.train import Diverged, RunResult, train
 
 # Locally we start a small Ray: no dashboard, a modest object store (jobs
@@ -123,6 +124,27 @@ def execute(
         detail = traceback.format_exc(limit=-3)
         return {"state": JobState.FAILED.value, "error": f"{type(e).__name__}: {e}\n{detail}"}
     return {"state": JobState.SUCCEEDED.value, "result": result}
+
+
+def job_resources(protocol: Resources, gpus_per_job: float | None = None) -> Resources:
+    """A job's resources: its protocol's, with the operator's GPU share if one was given.
+
+    `gpus_per_job` (`mtlb run --gpus-per-job 0.25`): each job (each worker of
+    a data-parallel job) asks for that many GPUs instead, 0 for none.
+    """
+    if gpus_per_job is None:
+        return protocol
+    return dataclasses.replace(protocol, gpus=gpus_per_job)
+
+
+def task_options(resources: Resources) -> dict[str, Any]:
+    """The Ray options of a single-worker job's task.
+
+    A fractional `num_gpus` is a share of one device: Ray packs tasks onto a
+    GPU until their shares sum to 1 and sets CUDA_VISIBLE_DEVICES to that
+    one device for each (tests/runners/test_gpu_share.py).
+    """
+    return {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": 1}
 
 
 def ensure_ray(address: str | None) -> None:
@@ -234,13 +256,18 @@ def run_jobs(
     *,
     lease: timedelta = DEFAULT_LEASE,
     storage: Path | None = None,
+    gpus_per_job: float | None = None,
 ) -> RunSummary:
     """Claim queued jobs, run them on Ray, record every outcome as it arrives.
 
     Jobs whose lease expired (their dispatcher died) are requeued first.  The
     jobs claimed are leased to this dispatcher and renewed while it runs; a
     result is recorded only while its job is still leased to it.
+    `gpus_per_job`: the GPUs each job asks for, instead of its protocol's
+    (`job_resources`): a fraction packs several jobs on one device.
     """
+    if gpus_per_job is not None:
+        gpu_share(gpus_per_job, "--gpus-per-job")
     summary = RunSummary()
     factory = session_factory(url)
     owner = dispatcher_id()
@@ -262,7 +289,7 @@ def run_jobs(
         try:
             return _run_claimed(
                 factory, keeper, jobs, work, keys, summary, storage_root(storage),
-                address, on_start, on_report,
+                address, on_start, on_report, gpus_per_job,
             )  # fmt: skip
         except BaseException:
             # Interrupted: its unfinished jobs go back to the queue at once, none is lost.
@@ -282,6 +309,7 @@ def _run_claimed(
     address: str | None,
     on_start: Callable[[int], None] | None,
     on_report: Callable[[JobReport], None] | None,
+    gpus_per_job: float | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
     prepare_data(jobs)
@@ -306,7 +334,7 @@ def _run_claimed(
     for item in work:
         spec = item[3]
         protocol = BENCHMARKS.get(spec["benchmark"]).protocol(spec["protocol_version"])
-        res = protocol.resources
+        res = job_resources(protocol.resources, gpus_per_job)
         checkpoint = storage / keys[item[0]] / CHECKPOINT_FILE
         if res.workers > 1:
             # Data-parallel (Ray Train); imported here: ordinary jobs never load Ray Train.
@@ -319,7 +347,7 @@ def _run_claimed(
                 .remote(json.dumps(spec), item[2], res.cpus, res.gpus, res.workers, str(checkpoint))
             )
         else:
-            ref = remote.options(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=1).remote(
+            ref = remote.options(**task_options(res)).remote(
                 json.dumps(spec), item[2], res.cpus, res.gpus, str(checkpoint)
             )
         pending[ref] = item
@@ -452,6 +480,7 @@ def _store(
                     "wall_time_s": result.wall_time_s,
                     "parameter_count": result.parameter_count,
                     "flops": result.flops,
+                    "peak_gpu_memory_bytes": result.peak_gpu_memory_bytes,
                     "tuned_values": spec.get(tuning.TUNED_KEY),
                     "resumed_from_epoch": result.resumed_from_epoch,
                 },
@@ -461,4 +490,13 @@ def _store(
         record_failure(session, job, state, outcome.get("error") or "unknown error")
 
 
-__all__ = ["JobReport", "LeaseKeeper", "RunSummary", "execute", "parse_lease", "run_jobs"]
+__all__ = [
+    "JobReport",
+    "LeaseKeeper",
+    "RunSummary",
+    "execute",
+    "job_resources",
+    "parse_lease",
+    "run_jobs",
+    "task_options",
+]

@@ -27,7 +27,8 @@ from runners.benchmarks.base import Batch
 from runners.models import ARCHITECTURES, BackboneChoice, MultiTaskModel
 from runners.models.base import paired_initialisation
 from runners.optim import OPTIMIZERS, SCHEDULERS
-from runners.weighting import WEIGHTINGS, StepGraph, Weighting
+from runners.step import TrainingStep, peak_memory, reset_peak_memory
+from runners.weighting import WEIGHTINGS, Weighting
 
 
 class Diverged(RuntimeError):
@@ -53,6 +54,8 @@ class RunResult:
     device: str
     library_versions: dict[str, str] = field(default_factory=dict)
     flops: int | None = None  # forward FLOPs of one input image
+    # Peak GPU memory allocated by the job (`torch.cuda.max_memory_allocated`); None on the CPU.
+    peak_gpu_memory_bytes: int | None = None
     # The epoch of the checkpoint this attempt resumed from (its first attempt's node
     # died), or None: it trained from the start.
     resumed_from_epoch: int | None = None
@@ -193,6 +196,7 @@ def train(
     None, the ordinary case: the whole batch here.
     """
     started = time.perf_counter()
+    reset_peak_memory(torch.device(device))
     benchmark = BENCHMARKS.get(str(spec["benchmark"]))
     protocol = benchmark.protocol(int(spec["protocol_version"]))
     torch.manual_seed(seed)
@@ -204,13 +208,10 @@ def train(
     weighting = weighting.to(device)
     if parallel is not None:
         parallel.prepare(model)
-    trained = [*model.parameters(), *weighting.parameters()]
     if train_data is None:
         train_data = benchmark.load("train", protocol)
     train_data = {k: v.to(device) for k, v in train_data.items()}
     tasks = benchmark.tasks
-    shared = model.shared_parameters()
-    own = [model.task_parameters(t.name) for t in tasks]
 
     curves: list[CurvePoint] = []
     first_epoch = 0
@@ -231,6 +232,8 @@ def train(
     # The protocol may set the batch size per backbone (NYUv2: SegNet 2, ResNet-50 8).
     batch_size = protocol.batch_size_for(model.backbone.name)
     steps = math.ceil(n_train / batch_size)
+    # Forward, losses, the method's backward, the optimiser: eager, or CUDA graphs (`runners.step`).
+    train_step = TrainingStep(model, weighting, optimizer, tasks, device, parallel=parallel)
     for epoch in range(first_epoch, protocol.epochs):
         model.train()
         order = torch.randperm(n_train, generator=generator).to(device)
@@ -245,20 +248,8 @@ def train(
             if protocol.augmentation:
                 # On the device, with the job's generator: a run repeats.
                 batch = benchmark.augment(batch, generator)
-            representation, outputs = model(batch["image"])
-            graph = StepGraph(
-                # The model adds auxiliary predictions' losses (deep supervision) if it has any.
-                [model.training_loss(t, outputs, batch[t.name]) for t in tasks],
-                representation,
-                shared,
-                own,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            weights = weighting.backward(graph)
-            if parallel is not None:
-                parallel.average([p.grad for p in trained if p.grad is not None])
-            optimizer.step()
-            loss_sum += graph.losses.detach()
+            losses, weights = train_step(batch)
+            loss_sum += losses
             weight_sum += weights
         if parallel is not None:
             # Every worker sees the same epoch means: same curves, same verdict on divergence.
@@ -303,6 +294,7 @@ def train(
         curves=curves,
         parameter_count=sum(p.numel() for p in model.parameters()),
         flops=flops,
+        peak_gpu_memory_bytes=peak_memory(torch.device(device)),
         wall_time_s=time.perf_counter() - started,
         device=device_name(device),
         library_versions={"torch": torch.__version__, "python": platform.python_version()},

@@ -44,6 +44,11 @@ console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Files = Annotated[list[Path], typer.Argument(help="spec files (YAML or JSON)", show_default=False)]
+GPUS_PER_JOB_HELP = (
+    "GPUs each job asks for instead of its protocol's: a fraction such as 0.25 packs"
+    " several jobs on one GPU (each sees only that device), a whole number gives each"
+    " job that many, 0 none"
+)
 
 
 @app.callback()
@@ -180,14 +185,21 @@ def run(
             " (default: $MTLB_STORAGE, else <data root>/checkpoints)"
         ),
     ] = None,
+    gpus_per_job: Annotated[
+        float | None,
+        typer.Option(help=GPUS_PER_JOB_HELP, show_default=False),
+    ] = None,
 ) -> None:
     """Execute queued jobs on Ray, writing each result as it finishes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from runners.benchmarks.base import gpu_share
     from runners.dispatch import JobReport, parse_lease, run_jobs
 
     try:
         lease_length = parse_lease(lease)
+        if gpus_per_job is not None:
+            gpu_share(gpus_per_job, "--gpus-per-job")
     except ValueError as e:
         err.print(f"error: {e}", markup=False)
         raise typer.Exit(1) from None
@@ -220,6 +232,7 @@ def run(
             on_report=report,
             lease=lease_length,
             storage=storage,
+            gpus_per_job=gpus_per_job,
         )
     bad = [r for r in summary.reports if r.error is not None and r.recorded]
     # Results of jobs whose lease had passed to another attempt: stored by that attempt.
@@ -484,6 +497,10 @@ def rerun(
     address: Annotated[
         str | None, typer.Option(help="scheduler: Ray cluster address (default: a local one)")
     ] = None,
+    gpus_per_job: Annotated[
+        float | None,
+        typer.Option(help=f"scheduler: {GPUS_PER_JOB_HELP}", show_default=False),
+    ] = None,
 ) -> None:
     """Queue submissions again in a new campaign; existing jobs and runs are kept as they are.
 
@@ -496,6 +513,15 @@ def rerun(
     """
     from db.reruns import RerunError, Selection
     from submissions.reruns import parse_every, parse_seeds, plan_rerun, report, schedule
+
+    if gpus_per_job is not None:
+        from runners.benchmarks.base import gpu_share
+
+        try:
+            gpu_share(gpus_per_job, "--gpus-per-job")
+        except ValueError as e:
+            err.print(f"error: {e}", markup=False)
+            raise typer.Exit(1) from None
 
     selection = Selection(
         submission_ids=tuple(submission or ()),
@@ -537,6 +563,7 @@ def rerun(
             summary = run_jobs(
                 url,
                 address=address,
+                gpus_per_job=gpus_per_job,
                 on_report=lambda r: say(
                     f"job {r.job_id} {r.submission} seed {r.seed}: {r.state.value}"
                 ),

@@ -143,6 +143,11 @@ def column_config(columns: list[MetricColumn], convention: str) -> dict[str, Any
         tables.WALL_TIME: st.column_config.NumberColumn(
             "wall time (s)", help="training + evaluation, mean over runs", format="%.1f"
         ),
+        tables.GPU_MEMORY: st.column_config.NumberColumn(
+            "peak GPU memory (MiB)",
+            help="the most GPU memory a run held allocated (torch.cuda.max_memory_allocated),"
+            " largest over runs; blank for runs on the CPU", format="%.0f",
+        ),
         tables.LAST_RESULT: st.column_config.DatetimeColumn(
             "last result", format="YYYY-MM-DD HH:mm", help="when the latest run finished (UTC)"
         ),

@@ -219,6 +219,7 @@ def render() -> None:
                 tables.PARAMETERS: st.column_config.NumberColumn(format="localized"),
                 tables.FLOPS: st.column_config.NumberColumn(format="compact"),
                 tables.WALL_TIME: st.column_config.NumberColumn(format="%.1f"),
+                tables.GPU_MEMORY: st.column_config.NumberColumn(format="%.0f"),
                 "Δm per task ↑": st.column_config.NumberColumn(format="%+.2f"),
                 "Δm per metric ↓": st.column_config.NumberColumn(format="%+.2f"),
                 "finished at": site.time_column("finished at"),

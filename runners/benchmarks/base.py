@@ -9,6 +9,7 @@ version; results of different versions never mix.
 from __future__ import annotations
 
 import abc
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +29,38 @@ class Resources:
     With more than one worker the job trains data-parallel with Ray Train
     (`runners.distributed`): each worker takes its shard of every batch and the
     gradients are averaged across workers before each optimiser step.
+
+    `gpus` may be a fraction of one GPU (`gpu_share`): Ray then places several
+    such jobs on one device, never one job across two, and each job sees
+    its one device in CUDA_VISIBLE_DEVICES.
     """
 
     cpus: float = 1.0
     gpus: float = 0.0
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.cpus) and self.cpus > 0):
+            raise ValueError(f"Resources.cpus must be a positive number, got {self.cpus!r}")
+        gpu_share(self.gpus, "Resources.gpus")
+        if self.workers < 1:
+            raise ValueError(f"Resources.workers must be at least 1, got {self.workers!r}")
+
+
+def gpu_share(value: float, name: str = "gpus") -> float:
+    """`value` if Ray can place it as one job's GPUs: 0, a fraction in (0, 1], or whole GPUs.
+
+    A fraction is a share of one device (several jobs on one GPU); above one
+    GPU a job takes whole devices: Ray refuses 1.5, which would straddle two.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if value < 0 or (value > 1 and value != int(value)):
+        raise ValueError(
+            f"{name} must be 0, a fraction of one GPU in (0, 1] or a whole number of GPUs,"
+            f" got {value!r}"
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -18,6 +17,7 @@ from runners.models.base import (
     MultiTaskModel,
     component_initialisation,
 )
+from runners.models.resize import bilinear
 from runners.tasks import Task
 
 HeadWidth = Annotated[int, Field(ge=4, le=256, description="channels of the task decoder")]
@@ -79,7 +79,8 @@ def make_head(task: Task, in_channels: int, width: int, stride: int) -> nn.Modul
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     if factor <= 1:
         return x
-    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    # The same sampling as F.interpolate(scale_factor=factor): the output is exactly factor x.
+    return bilinear(x, (x.shape[-2] * factor, x.shape[-1] * factor))
 
 
 @ARCHITECTURES.register("single-task")

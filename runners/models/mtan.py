@@ -19,6 +19,7 @@ from runners.models.base import (
     Memory,
     MultiTaskModel,
 )
+from runners.models.resize import bilinear
 from runners.tasks import Task
 
 
@@ -43,7 +44,7 @@ def match_size(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if size[0] % target[0] == 0 and size[1] % target[1] == 0:
             return F.max_pool2d(x, (size[0] // target[0], size[1] // target[1]))
         return F.adaptive_max_pool2d(x, target)
-    return F.interpolate(x, size=target, mode="bilinear", align_corners=False)
+    return bilinear(x, (target[0], target[1]))
 
 
 @ARCHITECTURES.register("mtan")

@@ -5,11 +5,11 @@ from typing import ClassVar, Literal
 import torch
 from torchjd.aggregation import AlignedMTLWeighting
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation, gram_on_cpu
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 
 @WEIGHTINGS.register("aligned-mtl")
-class AlignedMTL(GradientAggregation):
+class AlignedMTL(GramAggregation):
     """Aligned-MTL (Senushkin et al., CVPR 2023).
 
     "Independent Component Alignment for Multi-Task Learning".  Makes the
@@ -35,6 +35,6 @@ class AlignedMTL(GradientAggregation):
         self.scale_mode = scale_mode
         self._solver = AlignedMTLWeighting(scale_mode=scale_mode)
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        weights: torch.Tensor = self._solver(gram_on_cpu(jacobian))
-        return weights.to(jacobian.device, jacobian.dtype)
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        weights: torch.Tensor = self._solver(gram)
+        return weights

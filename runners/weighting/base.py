@@ -14,9 +14,11 @@ Two families implement it:
   1 + (T-1)e equal-weighting steps rather than T: each task's loss is
   differentiated only with respect to the shared representation z and its
   own head (every head is traversed once in all), and then the T cotangents
-  dL_t/dz are pushed through the encoder.  Task-specific parameters receive
-  their own task's plain gradient.  Most of them are a `GradientAggregation`,
-  whose update is a combination w @ J of the task gradients.
+  dL_t/dz are pushed through the encoder (on CUDA in one batched pass,
+  `task_jacobian`).  Task-specific parameters receive their own task's
+  plain gradient.  Most of them are a `GradientAggregation`, whose update is
+  a combination w @ J of the task gradients; a `GramAggregation` computes w
+  from the T x T Gram matrix J J^T alone, on the CPU.
 
 A few methods need something in between (GradNorm, MGDA-UB: gradients at z
 or at one layer only) and implement `Weighting.backward` themselves.
@@ -48,6 +50,10 @@ class StepGraph:
     shared_representation: torch.Tensor | None
     shared_parameters: list[nn.Parameter]
     task_parameters: list[list[nn.Parameter]]  # in the order of `task_losses`
+    # How `task_jacobian` pushes the T cotangents through the encoder: True, in one
+    # batched (vmapped) backward pass; False, one pass per task; None, the device's
+    # default (`batched_by_default`).
+    batched_jacobian: bool | None = None
 
     @cached_property
     def losses(self) -> torch.Tensor:
@@ -61,6 +67,13 @@ class Weighting(nn.Module, abc.ABC):
     # True for a method defined on the shared representation z (MGDA-UB): it
     # cannot run with an architecture whose `forward` returns no z.
     needs_representation: ClassVar[bool] = False
+    # True when `backward` can be captured in a CUDA graph and replayed
+    # (`runners.step`): it never waits for the device (no host copy, no
+    # `.item()`, no draw from a CPU generator) and keeps every state it
+    # changes in tensors updated in place, so that a replay reads and writes
+    # the same memory as the captured step did.  A `GramAggregation` is
+    # captured in two parts around its one host copy instead.
+    graph_safe: ClassVar[bool] = False
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
@@ -267,6 +280,23 @@ class GradientAggregation(GradientMethod):
         return weights @ jacobian, weights
 
 
+class GramAggregation(GradientAggregation):
+    """A `GradientAggregation` whose weights depend on J only through its Gram matrix G = J J^T.
+
+    The solver runs on the CPU on the (T, T) float64 G: one device-to-host
+    copy per step, whatever the solver does.  On a GPU the training step is
+    then two CUDA graphs around that copy (`runners.step`): the forward
+    pass, J and G; then w @ J and the optimiser's step.
+    """
+
+    @abc.abstractmethod
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        """(T,) weights on the CPU from G, the (T, T) float64 Gram matrix of J, on the CPU."""
+
+    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
+        return self.weights_from_gram(gram_on_cpu(jacobian)).to(jacobian.device, jacobian.dtype)
+
+
 def gram_on_cpu(matrix: torch.Tensor) -> torch.Tensor:
     """(T, T) float64 Gram matrix of the rows, on the CPU.
 
@@ -292,14 +322,33 @@ def global_rng_from(generator: torch.Generator, device: torch.device) -> Iterato
         yield
 
 
+def batched_by_default(device: torch.device) -> bool:
+    """Whether `task_jacobian` batches the encoder's backward passes on `device` by default.
+
+    On CUDA: one pass instead of T launches each kernel once.  On the CPU the
+    batched pass is slower (2.3x for the default model's encoder: vmap's
+    batching rules copy between layouts) and its sums run in another order,
+    so the CPU keeps one pass per task and its results bit for bit.
+    """
+    return device.type == "cuda"
+
+
 def task_jacobian(graph: StepGraph) -> torch.Tensor:
     """(T, P) gradients of each task's loss w.r.t. the shared parameters.
 
     Also accumulates each task's gradient into its own parameters' `.grad`.
+
+    With a shared representation z, each task's loss is differentiated once,
+    w.r.t. z and its own parameters (so every head is traversed once), and
+    the T cotangents dL_t/dz are then pushed through the encoder: in one
+    batched backward pass when `graph.batched_jacobian` (default: on CUDA),
+    else one pass per task.  The batched pass runs autograd under
+    `torch.func.vmap`; where an operation of the encoder's backward has no
+    batching rule (`max_unpool2d`'s backward on channels_last tensors, in
+    SegNet's decoder) vmap raises, and the per-task passes take over.
     """
     shared = graph.shared_parameters
     z = graph.shared_representation
-    num_tasks = len(graph.task_parameters)
     rows: list[torch.Tensor] = []
     cotangents: list[torch.Tensor] = []
     for t, own in enumerate(graph.task_parameters):
@@ -311,13 +360,52 @@ def task_jacobian(graph: StepGraph) -> torch.Tensor:
             cotangents.append(grads[0])
         else:
             rows.append(flatten(grads[: len(inputs)], shared))
+    if z is None:
+        return torch.stack(rows)
+    batched = graph.batched_jacobian
+    if batched is None:
+        batched = batched_by_default(z.device)
+    if batched:
+        jacobian = batched_encoder_jacobian(z, shared, torch.stack(cotangents))
+        if jacobian is not None:
+            return jacobian
     for t, cotangent in enumerate(cotangents):
-        assert z is not None
         grads = torch.autograd.grad(
-            z, shared, grad_outputs=cotangent, retain_graph=t < num_tasks - 1
+            z, shared, grad_outputs=cotangent, retain_graph=t < len(cotangents) - 1
         )
         rows.append(flatten(grads, shared))
     return torch.stack(rows)
+
+
+def batched_encoder_jacobian(
+    z: torch.Tensor, shared: list[nn.Parameter], cotangents: torch.Tensor
+) -> torch.Tensor | None:
+    """(T, P) the T cotangents (T, *z.shape) pushed through the encoder in one backward pass.
+
+    None when an operation on the way has no batching rule (vmap raises
+    before anything is accumulated); the graph is kept for the caller's
+    per-task passes.  Not `autograd.grad(is_grads_batched=True)`: that runs
+    on the legacy vmap, whose fallback slices every convolution's backward
+    into T calls again.
+    """
+
+    def pull_back(cotangent: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return torch.autograd.grad(
+            z, shared, grad_outputs=cotangent, retain_graph=True, allow_unused=True
+        )
+
+    try:
+        grads = torch.func.vmap(pull_back)(cotangents)
+    except RuntimeError:
+        return None
+    num_tasks = cotangents.shape[0]
+    return torch.cat(
+        [
+            (g if g is not None else p.new_zeros((num_tasks, *p.shape))).reshape(num_tasks, -1)
+            for g, p in zip(grads, shared, strict=True)
+        ],
+        dim=1,
+    )
 
 
 def flatten(grads: tuple[torch.Tensor | None, ...], params: list[nn.Parameter]) -> torch.Tensor:

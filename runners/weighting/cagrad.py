@@ -7,7 +7,7 @@ import torch
 from pydantic import Field
 from scipy.optimize import minimize
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation, gram_on_cpu
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 
 def cagrad_weights(gram: torch.Tensor, c: float) -> torch.Tensor:
@@ -56,7 +56,7 @@ def cagrad_weights(gram: torch.Tensor, c: float) -> torch.Tensor:
 
 
 @WEIGHTINGS.register("cagrad")
-class CAGrad(GradientAggregation):
+class CAGrad(GramAggregation):
     """CAGrad, Conflict-Averse Gradient Descent for Multi-task Learning (Liu et al., NeurIPS 2021).
 
     See `cagrad_weights` for the formula.  Default c = 0.4, the value of the
@@ -76,5 +76,5 @@ class CAGrad(GradientAggregation):
         super().__init__(num_tasks)
         self.c = c
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        return cagrad_weights(gram_on_cpu(jacobian), self.c).to(jacobian.device, jacobian.dtype)
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        return cagrad_weights(gram, self.c)

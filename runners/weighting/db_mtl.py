@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, ClassVar
 
 import torch
@@ -42,14 +43,7 @@ class DBMTL(GradientMethod):
 
     def jacobian(self, graph: StepGraph) -> torch.Tensor:
         log_losses = [torch.log(loss + 1e-8) for loss in graph.task_losses]
-        return task_jacobian(
-            StepGraph(
-                log_losses,
-                graph.shared_representation,
-                graph.shared_parameters,
-                graph.task_parameters,
-            )
-        )
+        return task_jacobian(dataclasses.replace(graph, task_losses=log_losses))
 
     def update(self, jacobian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._step += 1

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -30,6 +30,8 @@ class DTP(LossWeighting):
     Our implementation.
     """
 
+    graph_safe: ClassVar[bool] = True
+
     _kpi: torch.Tensor
 
     def __init__(
@@ -51,5 +53,6 @@ class DTP(LossWeighting):
         smoothed = torch.where(
             previous.isnan(), kpi, self.alpha * kpi + (1 - self.alpha) * previous
         )
-        self._kpi = smoothed
+        # In place: a CUDA graph of the step reads and writes this tensor (`graph_safe`).
+        self._kpi.copy_(smoothed)
         return -((1 - smoothed) ** self.gamma) * torch.log(smoothed)

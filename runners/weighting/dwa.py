@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -18,6 +18,9 @@ class DWA(LossWeighting):
     and 1 for the first two epochs.  Paper default: temperature 2.
     """
 
+    graph_safe: ClassVar[bool] = True
+    _current: torch.Tensor
+
     def __init__(
         self,
         num_tasks: int,
@@ -30,11 +33,11 @@ class DWA(LossWeighting):
         self.register_buffer("_current", torch.ones(num_tasks))
 
     def weights(self, losses: torch.Tensor) -> torch.Tensor:
-        current: torch.Tensor = self._current
-        return current
+        return self._current
 
     def end_epoch(self, mean_losses: torch.Tensor) -> None:
         self._history = [*self._history[-1:], mean_losses.detach().clone()]
         if len(self._history) == 2:
             ratio = self._history[1] / self._history[0]
-            self._current = self.num_tasks * torch.softmax(ratio / self.temperature, dim=0)
+            # In place: a CUDA graph of the step reads this tensor (`graph_safe`).
+            self._current.copy_(self.num_tasks * torch.softmax(ratio / self.temperature, dim=0))

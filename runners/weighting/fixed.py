@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -21,6 +21,8 @@ class Fixed(LossWeighting):
     weighting).  Hand-tuned fixed weights are the classic baseline of the
     MTL literature (e.g. Kendall et al. 2018's grid search); no paper default.
     """
+
+    graph_safe: ClassVar[bool] = True
 
     _weights: torch.Tensor
 

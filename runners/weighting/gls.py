@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from runners.weighting.base import WEIGHTINGS, LossWeighting
@@ -17,6 +19,8 @@ class GLS(LossWeighting):
     sum_t w_t L_t gives exactly the gradient of L.  No hyper-parameters.
     Our implementation (LibMTL's GLS minimises the same L).
     """
+
+    graph_safe: ClassVar[bool] = True
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__(num_tasks)

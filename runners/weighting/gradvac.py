@@ -6,16 +6,11 @@ import torch
 from pydantic import Field
 from torchjd.aggregation import GradVacWeighting
 
-from runners.weighting.base import (
-    WEIGHTINGS,
-    GradientAggregation,
-    global_rng_from,
-    gram_on_cpu,
-)
+from runners.weighting.base import WEIGHTINGS, GramAggregation, global_rng_from
 
 
 @WEIGHTINGS.register("gradvac")
-class GradVac(GradientAggregation):
+class GradVac(GramAggregation):
     """Gradient Vaccine (Wang, Tsvetkov, Firat & Cao, ICLR 2021).
 
     For each task i and each other task j in random order, with phi the
@@ -50,8 +45,7 @@ class GradVac(GradientAggregation):
         self._generator = torch.Generator().manual_seed(seed)
         self._solver = GradVacWeighting(beta=beta)
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        gram = gram_on_cpu(jacobian)
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
         with global_rng_from(self._generator, gram.device):
             weights: torch.Tensor = self._solver(gram)
-        return weights.to(jacobian.device, jacobian.dtype)
+        return weights

@@ -5,11 +5,11 @@ from typing import ClassVar
 import torch
 from torchjd.aggregation import IMTLGWeighting
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation, gram_on_cpu
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 
 @WEIGHTINGS.register("imtl")
-class IMTLG(GradientAggregation):
+class IMTLG(GramAggregation):
     """IMTL-G (Liu et al., ICLR 2021).
 
     The gradient balancing of "Towards Impartial Multi-task Learning".  The
@@ -31,6 +31,6 @@ class IMTLG(GradientAggregation):
         super().__init__(num_tasks)
         self._solver = IMTLGWeighting()
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        weights: torch.Tensor = self._solver(gram_on_cpu(jacobian))
-        return weights.to(jacobian.device, jacobian.dtype)
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        weights: torch.Tensor = self._solver(gram)
+        return weights

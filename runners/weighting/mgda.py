@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 EXACT_MAX_TASKS = 6
 
@@ -85,7 +85,7 @@ def min_norm_weights(gram: torch.Tensor, iterations: int = 250, tol: float = 1e-
 
 
 @WEIGHTINGS.register("mgda")
-class MGDA(GradientAggregation):
+class MGDA(GramAggregation):
     """MGDA, "Multi-Task Learning as Multi-Objective Optimization" (Sener & Koltun, NeurIPS 2018).
 
     The update is the minimum-norm element of the convex hull of the exact
@@ -114,12 +114,11 @@ class MGDA(GradientAggregation):
         self.normalization = normalization
         self.iterations = iterations
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        # The T x T Gram matrix is all the solver needs: solve it on the CPU,
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        # The T x T Gram matrix is all the solver needs: solved on the CPU,
         # one device-to-host copy per step instead of a sync per iteration.
-        gram = (jacobian @ jacobian.T).double().cpu()
         scale = torch.ones(gram.shape[0], dtype=torch.float64)
         if self.normalization == "l2":
             scale = 1.0 / gram.diagonal().sqrt().clamp(min=1e-12)
         weights = min_norm_weights(gram * scale[:, None] * scale[None, :], self.iterations) * scale
-        return weights.to(jacobian.device, jacobian.dtype)
+        return weights

@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar
 import torch
 from pydantic import Field
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation, gram_on_cpu
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 
 def nash_weights(gram: torch.Tensor, iterations: int = 100, tol: float = 1e-20) -> torch.Tensor:
@@ -39,7 +39,7 @@ def nash_weights(gram: torch.Tensor, iterations: int = 100, tol: float = 1e-20) 
 
 
 @WEIGHTINGS.register("nash-mtl")
-class NashMTL(GradientAggregation):
+class NashMTL(GramAggregation):
     """Nash-MTL, "Multi-Task Learning as a Bargaining Game" (Navon et al., ICML 2022).
 
     The update d = sum_t alpha_t g_t is the Nash bargaining solution: the
@@ -69,11 +69,10 @@ class NashMTL(GradientAggregation):
         super().__init__(num_tasks)
         self.max_norm = max_norm
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        gram = gram_on_cpu(jacobian)
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
         alpha = nash_weights(gram)
         if self.max_norm > 0:
             norm = float(alpha @ gram @ alpha) ** 0.5
             if norm > self.max_norm:
                 alpha = alpha * (self.max_norm / norm)
-        return alpha.to(jacobian.device, jacobian.dtype)
+        return alpha

@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar
 import torch
 from pydantic import Field
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 
 def pcgrad_weights(jacobian: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -25,7 +25,12 @@ def pcgrad_weights(jacobian: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     # Only the T x T Gram matrix matters; the sequential projections run on the
     # CPU so that a GPU step syncs once, not once per pair of tasks.
     gram = (jacobian @ jacobian.T).double().cpu()
-    num_tasks = jacobian.shape[0]
+    return pcgrad_weights_from_gram(gram, order).to(jacobian.device, jacobian.dtype)
+
+
+def pcgrad_weights_from_gram(gram: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """`pcgrad_weights` from the (T, T) float64 Gram matrix G = J J^T on the CPU."""
+    num_tasks = gram.shape[0]
     coefficients = torch.eye(num_tasks, dtype=torch.float64)
     for i in range(num_tasks):
         for j in order.tolist():
@@ -35,11 +40,11 @@ def pcgrad_weights(jacobian: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
             dot = coefficients[i] @ gram[:, j]
             if dot < 0 and gram[j, j] > 0:
                 coefficients[i, j] -= dot / gram[j, j]
-    return coefficients.sum(dim=0).to(jacobian.device, jacobian.dtype)
+    return coefficients.sum(dim=0)
 
 
 @WEIGHTINGS.register("pcgrad")
-class PCGrad(GradientAggregation):
+class PCGrad(GramAggregation):
     """PCGrad, "Gradient Surgery for Multi-Task Learning" (Yu et al., NeurIPS 2020).
 
     Our implementation on the exact per-task Jacobian; the projection order
@@ -59,6 +64,6 @@ class PCGrad(GradientAggregation):
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
         order = torch.randperm(self.num_tasks, generator=self._generator)
-        return pcgrad_weights(jacobian, order)
+        return pcgrad_weights_from_gram(gram, order)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -18,6 +18,8 @@ class Uncertainty(LossWeighting):
     the form used by LibMTL and most reimplementations (the paper's 1/2
     factors only rescale the learning rate of s).  Weights: exp(-s_t).
     """
+
+    graph_safe: ClassVar[bool] = True
 
     def __init__(
         self,

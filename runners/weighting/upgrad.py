@@ -6,11 +6,11 @@ import torch
 from torchjd.aggregation import UPGradWeighting
 from torchjd.linalg import QuadprogProjector
 
-from runners.weighting.base import WEIGHTINGS, GradientAggregation, gram_on_cpu
+from runners.weighting.base import WEIGHTINGS, GramAggregation
 
 
 @WEIGHTINGS.register("upgrad")
-class UPGrad(GradientAggregation):
+class UPGrad(GramAggregation):
     """UPGrad, "Jacobian Descent for Multi-Objective Optimization" (Quinton & Rey, 2024).
 
     Each task gradient is projected onto the dual cone of all of them,
@@ -38,6 +38,6 @@ class UPGrad(GradientAggregation):
         super().__init__(num_tasks)
         self._solver = UPGradWeighting(projector=QuadprogProjector(reg_eps=1e-8))
 
-    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
-        weights: torch.Tensor = self._solver(gram_on_cpu(jacobian))
-        return weights.to(jacobian.device, jacobian.dtype)
+    def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        weights: torch.Tensor = self._solver(gram)
+        return weights

@@ -158,7 +158,7 @@ def test_the_site_queries_on_each_database(database_url: str) -> None:
         ("m", 1): {"seg": {"miou": 0.60}, "depth": {"abs_err": 0.30, "rel_err": 0.30}},
     }
     provenance = {"code_version": "git:x", "torch_version": "t", "python_version": "p",
-                  "ray_version": "r", "device": "cpu", "wall_time_s": 3600.0,
+                  "ray_version": "r", "device": "gpu", "wall_time_s": 3600.0,
                   "parameter_count": 10, "flops": 2**40}  # fmt: skip
     with transaction(database_url) as session:
         for name, role in (("stl", Role.BASELINE), ("m", Role.METHOD)):
@@ -176,7 +176,11 @@ def test_the_site_queries_on_each_database(database_url: str) -> None:
             if job.seed == 2:
                 record_failure(session, job, JobState.FAILED, "E")
                 continue
-            outcome = Outcome(values[(job.submission.name, job.seed)], directions, [], provenance)
+            # Peak GPU memory per run: 3 GiB and 5 GiB (more than 32 bits of bytes).
+            memory = {"peak_gpu_memory_bytes": (3 + 2 * job.seed) * 1024**3}
+            outcome = Outcome(
+                values[(job.submission.name, job.seed)], directions, [], {**provenance, **memory}
+            )
             record_success(session, job, outcome)
     with read(database_url) as session:
         version = queries.data_version(session)
@@ -191,6 +195,7 @@ def test_the_site_queries_on_each_database(database_url: str) -> None:
     assert method["per_task_mean"] == pytest.approx(sum(e.per_task for e in expected) / 2)
     assert method["seeds"] == 2 and method["failed_jobs"] == 1 and method["pending_jobs"] == 0
     assert method["flops"] == 2**40  # BigInteger: more than 32 bits
+    assert method["peak_gpu_memory_bytes"] == 5 * 1024**3  # the largest of the runs'
     assert rows["stl"]["per_task_mean"] == pytest.approx(0.0, abs=1e-12)
     # Tasks in the order first seen, each task's metrics headline first.
     assert sorted((c.task, c.metric, c.position, c.higher_is_better) for c in columns) == [

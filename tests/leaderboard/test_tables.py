@@ -101,6 +101,7 @@ def row(
         "parameters": parameters,
         "flops": None if parameters is None else 10 * parameters,
         "wall_time_s": None if parameters is None else 7200.0,
+        "peak_gpu_memory_bytes": None if parameters != 50 else 96 * 1024**2,
         "device": "cpu (x86_64, 1 threads)",
         "last_result": landed,
         "per_task_mean": stat(per_task)[0],
@@ -179,7 +180,7 @@ def test_ranking_frame_per_task() -> None:
         "latest rerun Δm",
         "reproduced", "source", "tuning", "segmentation miou ↑",
         "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
-        "last result", "citation", "page",
+        "peak GPU memory (MiB)", "last result", "citation", "page",
     ]  # fmt: skip
     assert frame["name"].tolist() == ["m1", "m2", "stl", "m3"]
     assert frame["rank"].tolist() == [1, 1, 3, pd.NA]
@@ -200,6 +201,9 @@ def test_ranking_frame_per_task() -> None:
     assert pd.isna(frame["segmentation pixel_acc ↑"]).all()
     assert frame[PARAMETERS].tolist() == [100, 50, 300, pd.NA]
     assert frame[FLOPS].tolist() == [1000, 500, 3000, pd.NA]
+    # Next to wall time: the peak GPU memory of a GPU run; blank for CPU runs.
+    memory = frame["peak GPU memory (MiB)"].tolist()
+    assert memory[1] == 96.0 and all(math.isnan(m) for m in memory[::2] + memory[3:])
     assert str(frame["rank"].dtype) == str(frame[PARAMETERS].dtype) == "Int64"
     assert frame["page"].tolist()[0] == "submission?submission=2"
 
@@ -225,6 +229,7 @@ def test_default_columns_and_directions() -> None:
     assert directions(COLUMNS, PER_METRIC) == {
         "segmentation miou ↑": True, "segmentation pixel_acc ↑": True, "depth abs_err ↓": False,
         "Δm": False, "parameters": False, "FLOPs": False, "wall time (s)": False,
+        "peak GPU memory (MiB)": False,
     }  # fmt: skip
 
 
@@ -335,20 +340,21 @@ def test_runs_frame_has_delta_m_every_metric_then_provenance() -> None:
         "parameter_count": 1234, "flops": 5678, "wall_time_s": 1.5, "device": "cpu",
         "code_version": "git:abc", "protocol_version": 1, "torch_version": "2.13.0",
         "ray_version": "2.60.0", "python_version": "3.11.7", "spec_hash": "h" * 64, "job_id": 9,
-        "finished_at": finished,
+        "finished_at": finished, "peak_gpu_memory_bytes": 512 * 1024**2,
     }  # fmt: skip
     deltas = [{"run_id": 21, "per_task": 1.5, "per_metric": -2.5}]
     [record] = runs_frame([run], COLUMNS, deltas).to_dict("records")
     assert list(record) == [
         "seed", "campaign", "Δm per task ↑", "Δm per metric ↓", "segmentation miou ↑",
         "segmentation pixel_acc ↑", "depth abs_err ↓", "parameters", "FLOPs", "wall time (s)",
-        "device", "code version", "protocol version", "torch", "ray", "python", "spec hash", "job",
-        "finished at",
+        "peak GPU memory (MiB)", "device", "code version", "protocol version", "torch", "ray",
+        "python", "spec hash", "job", "finished at",
     ]  # fmt: skip
     assert record["Δm per task ↑"] == 1.5 and record["Δm per metric ↓"] == -2.5
     assert record["seed"] == 7 and record["segmentation miou ↑"] == 0.5
     assert record["segmentation pixel_acc ↑"] is None and record["depth abs_err ↓"] == 0.25
     assert record["FLOPs"] == 5678 and record["finished at"] == finished
+    assert record["peak GPU memory (MiB)"] == 512.0
 
 
 def test_facts_and_provenance() -> None:

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES, BACKBONES, BackboneChoice, MultiTaskModel
+from runners.models.resize import bilinear
 from runners.tasks import Classification, Depth, Normal, Regression, Segmentation, Task
 from runners.weighting import StepGraph
 from runners.weighting.base import flatten, task_jacobian
@@ -296,3 +298,25 @@ def test_every_backbone_builds_on_the_meta_device() -> None:
 
 def parameters_of(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((2, 16, 16, 16), (32, 32)), ((2, 8, 8, 8), (32, 32)), ((1, 4, 36, 48), (72, 96)),
+     ((2, 3, 5, 7), (9, 13))],
+)  # fmt: skip
+def test_bilinear_as_matrix_products_equals_interpolate(
+    shape: tuple[int, ...], size: tuple[int, int]
+) -> None:
+    """The CUDA form of bilinear upsampling (deterministic backward) is F.interpolate's map."""
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_()
+    expected = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    got = bilinear(x, size, matmul=True)
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-6)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    cotangent = torch.randn_like(expected)
+    (grad_expected,) = torch.autograd.grad(expected, x, cotangent)
+    (grad_got,) = torch.autograd.grad(got, x, cotangent)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=0, atol=1e-5)
+    # On the CPU, `bilinear` is F.interpolate itself: results unchanged bit for bit.
+    assert torch.equal(bilinear(x, size), expected)

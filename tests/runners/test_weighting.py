@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
+from runners.benchmarks import BENCHMARKS
+from runners.models import ARCHITECTURES, BACKBONES, MultiTaskModel
+from runners.models.base import BackboneChoice
 from runners.weighting import WEIGHTINGS, StepGraph
-from runners.weighting.base import task_jacobian
+from runners.weighting.base import (
+    GramAggregation,
+    batched_by_default,
+    batched_encoder_jacobian,
+    task_jacobian,
+)
 from runners.weighting.dwa import DWA
 from runners.weighting.mgda import MGDA, min_norm_weights
 from runners.weighting.pcgrad import PCGrad, pcgrad_weights
@@ -166,3 +176,126 @@ def test_every_method_fills_shared_gradients(name: str) -> None:
     assert weights.shape == (2,) and bool(torch.isfinite(weights).all())
     for p in model.parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all())
+
+
+# The batched Jacobian (one vmapped backward pass through the encoder for the T
+# cotangents) against the per-task passes, for every architecture whose forward
+# returns a shared representation z: with every backbone (at a quarter of its
+# width, for time) on the dense tasks, and with small-cnn on the image-level
+# ones.  In float64, so that the comparison is about the maths, not float32
+# rounding: "equal to 1e-6".
+def representation_models() -> list[Any]:
+    cases = []
+    for benchmark in ("synthetic-scenes-mini", "synthetic-shapes-mini"):
+        tasks = tuple(t.name for t in BENCHMARKS.get(benchmark).tasks)
+        for architecture in ARCHITECTURES.names():
+            backbones = BACKBONES.names() if benchmark == "synthetic-scenes-mini" else ["small-cnn"]
+            for backbone in backbones:
+                arch = ARCHITECTURES.get(architecture)
+                if arch.provides_representation(tasks, BACKBONES.get(backbone), {}):
+                    cases.append(pytest.param(benchmark, architecture, backbone))
+    return cases
+
+
+def representation_step(
+    benchmark: str, architecture: str, backbone: str, dtype: torch.dtype = torch.float64
+) -> tuple[MultiTaskModel, StepGraph]:
+    torch.manual_seed(0)
+    bench = BENCHMARKS.get(benchmark)
+    data = bench.load("train", bench.protocol(1))
+    width = 1.0 if backbone == "small-cnn" else 0.25
+    choice = BackboneChoice.from_spec({"name": backbone, "width_multiplier": width})
+    model = ARCHITECTURES.get(architecture)(bench.tasks, choice).to(dtype)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    batch = {k: v[:2] for k, v in data.items()}
+    z, outputs = model(batch["image"].to(dtype))
+    assert z is not None
+    losses = [model.training_loss(t, outputs, batch[t.name]) for t in bench.tasks]
+    shared = model.shared_parameters()
+    own = [model.task_parameters(t.name) for t in bench.tasks]
+    return model, StepGraph(losses, z, shared, own)
+
+
+def jacobian_of(benchmark: str, architecture: str, backbone: str, batched: bool) -> torch.Tensor:
+    _, graph = representation_step(benchmark, architecture, backbone)
+    return task_jacobian(dataclasses.replace(graph, batched_jacobian=batched))
+
+
+@pytest.mark.parametrize(("benchmark", "architecture", "backbone"), representation_models())
+def test_batched_jacobian_equals_the_looped_one(
+    benchmark: str, architecture: str, backbone: str
+) -> None:
+    torch.set_num_threads(1)
+    looped = jacobian_of(benchmark, architecture, backbone, batched=False)
+    _, graph = representation_step(benchmark, architecture, backbone)
+    z = graph.shared_representation
+    assert z is not None
+    cotangents = torch.stack(
+        [torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in graph.task_losses]
+    )
+    direct = batched_encoder_jacobian(z, graph.shared_parameters, cotangents)
+    if backbone == "segnet":
+        # max_unpool2d's backward has no batching rule for channels_last tensors:
+        # vmap refuses, and task_jacobian falls back to the per-task passes.
+        assert direct is None
+    else:
+        assert direct is not None
+        torch.testing.assert_close(direct, looped, rtol=0, atol=1e-6)
+    batched = jacobian_of(benchmark, architecture, backbone, batched=True)
+    torch.testing.assert_close(batched, looped, rtol=0, atol=1e-6)
+    assert looped.abs().max() > 1e-3  # not a comparison of zeros
+
+
+def test_batched_jacobian_of_the_default_model_in_float32() -> None:
+    torch.set_num_threads(1)
+    step = ("synthetic-scenes-mini", "hard-sharing", "small-cnn", torch.float32)
+    _, graph = representation_step(*step)
+    looped = task_jacobian(dataclasses.replace(graph, batched_jacobian=False))
+    _, graph = representation_step(*step)
+    batched = task_jacobian(dataclasses.replace(graph, batched_jacobian=True))
+    scale = float(looped.abs().max())
+    assert float((batched - looped).abs().max()) <= 1e-6 * scale
+
+
+def test_the_cpu_keeps_the_per_task_passes_bit_for_bit() -> None:
+    torch.set_num_threads(1)
+    assert not batched_by_default(torch.device("cpu"))
+    assert batched_by_default(torch.device("cuda"))
+    _, graph = representation_step("synthetic-scenes-mini", "hard-sharing", "small-cnn")
+    default = task_jacobian(graph)
+    looped = jacobian_of("synthetic-scenes-mini", "hard-sharing", "small-cnn", batched=False)
+    assert torch.equal(default, looped)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in WEIGHTINGS.names() if issubclass(WEIGHTINGS.get(n), GramAggregation)]
+)
+def test_gram_aggregations_depend_on_the_gram_matrix_only(name: str) -> None:
+    """aggregate(J) is weights_from_gram(J J^T): the same for any J with that Gram matrix."""
+    torch.manual_seed(0)
+    jacobian = torch.randn(3, 7, dtype=torch.float64)
+    rotation, _ = torch.linalg.qr(torch.randn(7, 7, dtype=torch.float64))
+    first, second = WEIGHTINGS.get(name)(3), WEIGHTINGS.get(name)(3)
+    torch.testing.assert_close(first.aggregate(jacobian), second.aggregate(jacobian @ rotation))
+
+
+def test_db_mtl_keeps_the_steps_jacobian_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method with its own `jacobian` (DB-MTL: of the log-losses) still batches when asked."""
+    import runners.weighting.base as base
+
+    calls = []
+    batched = base.batched_encoder_jacobian
+
+    def spy(*args: Any) -> torch.Tensor | None:
+        calls.append(1)
+        return batched(*args)
+
+    monkeypatch.setattr(base, "batched_encoder_jacobian", spy)
+    torch.manual_seed(0)
+    model = Toy()
+    method = WEIGHTINGS.get("db-mtl")(2)
+    graph = dataclasses.replace(toy_graph(model, True), batched_jacobian=True)
+    expected = method.jacobian(dataclasses.replace(toy_graph(model, True), batched_jacobian=False))
+    assert not calls
+    torch.testing.assert_close(method.jacobian(graph), expected)
+    assert calls == [1]
