@@ -17,8 +17,9 @@ no ranking is touched.
     python bench/rank_stability.py --version 2 --seeds 0,1,2 --other-seeds 3,4,5 --workers 2
     python bench/rank_stability.py --version 1 --device cuda --workers 12 --json out.json
 
-`--scheduler cosine` gives every multi-task spec that schedule (a what-if; the
-shipped examples say their own).
+What-ifs, for choosing a protocol: `--scheduler cosine` and `--lr 3e-3` give
+every multi-task spec that schedule or learning rate, `--epochs N` trains every
+job N epochs; `--only a,b` trains only those submissions.
 """
 
 from __future__ import annotations
@@ -69,11 +70,21 @@ def demo_specs(
     return specs
 
 
-def train_one(spec: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
+def train_one(
+    spec: dict[str, Any], seed: int, device: str, epochs: int | None = None
+) -> dict[str, Any]:
+    import dataclasses
+
     import torch
 
+    from runners.benchmarks import BENCHMARKS
     from runners.train import train
 
+    if epochs is not None:  # a what-if, in this worker process only
+        benchmark = BENCHMARKS.get(spec["benchmark"])
+        version = int(spec["protocol_version"])
+        replaced = dataclasses.replace(benchmark.protocol(version), epochs=epochs)
+        benchmark.protocols[version] = replaced
     torch.set_num_threads(1)
     started = time.perf_counter()
     result = train(spec, seed, device=device)
@@ -87,7 +98,7 @@ def train_one(spec: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
 def convergence(losses: list[tuple[int, str, float]]) -> dict[str, float]:
     """{task: |loss(last epoch) - loss(start of the last fifth)| / loss(first epoch)}."""
     epochs = 1 + max(e for e, _, _ in losses)
-    start = epochs - max(1, round(epochs / 5)) - 1
+    start = max(0, epochs - max(1, round(epochs / 5)) - 1)
     by = {(e, t): v for e, t, v in losses}
     tasks = sorted({t for _, t, _ in losses})
     return {
@@ -156,6 +167,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scheduler", default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="what-if: other epochs")
     parser.add_argument("--only", default=None, help="comma-separated submission names")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = parser.parse_args()
@@ -174,7 +186,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
         futures = {
-            (name, seed): pool.submit(train_one, spec, seed, args.device)
+            (name, seed): pool.submit(train_one, spec, seed, args.device, args.epochs)
             for seed in itertools.chain(*seed_sets)
             for name, spec in specs.items()
         }

@@ -325,12 +325,14 @@ def global_rng_from(generator: torch.Generator, device: torch.device) -> Iterato
 def batched_by_default(device: torch.device) -> bool:
     """Whether `task_jacobian` batches the encoder's backward passes on `device` by default.
 
-    On CUDA: one pass instead of T launches each kernel once.  On the CPU the
+    Nowhere, as measured (`bench/step_time.py`, bench/README.md): on the CPU the
     batched pass is slower (2.3x for the default model's encoder: vmap's
-    batching rules copy between layouts) and its sums run in another order,
-    so the CPU keeps one pass per task and its results bit for bit.
+    batching rules copy between layouts) and its sums run in another order; on
+    an H200 the default model's exact-gradient steps cost 1.59-1.77x equal
+    batched against 1.47-1.68x with one pass per task, and the same inside CUDA
+    graphs.  `StepGraph.batched_jacobian=True` still asks for it.
     """
-    return device.type == "cuda"
+    return False
 
 
 def task_jacobian(graph: StepGraph) -> torch.Tensor:

@@ -24,7 +24,7 @@ PINNED = {
     ("cityscapes", 1): "1a16cffbc7186ba5",
     ("nyuv2", 1): "06f18f8cc3aa6265",
     ("synthetic-scenes", 1): "98844093f70447d9",
-    ("synthetic-scenes", 2): "c240ebef6319b170",
+    ("synthetic-scenes", 2): "e6fc17d85ef683ee",
     ("synthetic-scenes-mini", 1): "a6a7637b546c0820",
     ("synthetic-scenes-mini", 2): "60acab7d4c415359",
     ("synthetic-shapes", 1): "f65c906522494568",
