@@ -7,6 +7,8 @@ data root so that every job of a campaign reads the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from runners.benchmarks import scenes
@@ -114,50 +116,40 @@ BENCHMARKS.register("synthetic-scenes")(
     )
 )
 
+MINI_V1 = Protocol(
+    version=1,
+    image_size=32,
+    train_size=64,
+    test_size=32,
+    epochs=3,
+    batch_size=16,
+    seeds=(0, 1, 2),
+    backbones=("small-cnn",),
+    max_lr=0.1,
+    # A smoke test that runs in seconds: wide heads (over ~170 channels) are refused.
+    max_parameters=1_000_000,
+    baseline_optimizer=ADAM,
+    resources=Resources(cpus=1, gpus=0),
+    tuning_trials=2,
+    validation_fraction=0.2,
+    checkpoint_every=1,
+    description="32x32, 64 train / 32 test scenes, 3 epochs, batch 16, 3 seeds.",
+)
+
 BENCHMARKS.register("synthetic-scenes-mini")(
     SyntheticScenes(
         "synthetic-scenes-mini",
         "A seconds-long smoke-test variant of synthetic-scenes (32x32, few scenes): "
         "check that a spec runs end to end before submitting it for real.",
         {
-            1: Protocol(
-                version=1,
-                image_size=32,
-                train_size=64,
-                test_size=32,
-                epochs=3,
-                batch_size=16,
-                seeds=(0, 1, 2),
-                backbones=("small-cnn",),
-                max_lr=0.1,
-                # A smoke test that runs in seconds: wide heads (over ~170 channels) are refused.
-                max_parameters=1_000_000,
-                baseline_optimizer=ADAM,
-                resources=Resources(cpus=1, gpus=0),
-                tuning_trials=2,
-                validation_fraction=0.2,
-                checkpoint_every=1,
-                description="32x32, 64 train / 32 test scenes, 3 epochs, batch 16, 3 seeds.",
-            ),
+            1: MINI_V1,
             # v2's model and baseline (depth output scaling, paired initialisation, the
             # baseline's optimiser and schedule) at v1-mini's size: a smoke test of a v2 spec.
-            2: Protocol(
+            2: dataclasses.replace(
+                MINI_V1,
                 version=2,
-                image_size=32,
-                train_size=64,
-                test_size=32,
-                epochs=3,
-                batch_size=16,
-                seeds=(0, 1, 2),
-                backbones=("small-cnn",),
-                max_lr=0.1,
-                max_parameters=1_000_000,
                 baseline_optimizer=V2.baseline_optimizer,
                 baseline_scheduler=V2.baseline_scheduler,
-                resources=Resources(cpus=1, gpus=0),
-                tuning_trials=2,
-                validation_fraction=0.2,
-                checkpoint_every=1,
                 output_scaling=V2.output_scaling,
                 paired_initialisation=True,
                 description=(
