@@ -17,9 +17,11 @@ no ranking is touched.
     python bench/rank_stability.py --version 2 --seeds 0,1,2 --other-seeds 3,4,5 --workers 2
     python bench/rank_stability.py --version 1 --device cuda --workers 12 --json out.json
 
-What-ifs, for choosing a protocol: `--scheduler cosine` and `--lr 3e-3` give
-every multi-task spec that schedule or learning rate, `--epochs N` trains every
-job N epochs; `--only a,b` trains only those submissions.
+What-ifs, for choosing a protocol: `--scheduler cosine` (or `none`) and `--lr
+3e-3` give every multi-task spec that schedule or learning rate, `--epochs N`
+trains every job N epochs; `--only a,b` trains only those submissions.  The
+v1 demo as it shipped (its examples at Adam 1e-3, no schedule):
+`--version 1 --lr 1e-3 --scheduler none`.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def demo_specs(
     for name in DEMO:
         document, _ = read(ROOT / "submissions" / "examples" / f"{name}.yaml")
         document = {**document, "benchmark": benchmark, "protocol_version": version}
-        if scheduler is not None:
+        if scheduler == "none":
+            document.pop("scheduler", None)
+        elif scheduler is not None:
             document["scheduler"] = {"name": scheduler}
         if lr is not None:
             document["optimizer"] = {**document["optimizer"], "lr": lr}
