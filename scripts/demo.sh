@@ -18,7 +18,10 @@ export MTLB_DATABASE_URL=${MTLB_DATABASE_URL:-sqlite:///$PWD/mtlb.sqlite}
 # minutes on a 2-core laptop.  submissions/examples/ holds a spec for every
 # registered method; submit more with `mtlb submit FILE...` and `mtlb run`.
 DEMO_SPECS=()
-for name in stl-small-cnn hps-equal hps-uncertainty hps-dwa hps-pcgrad hps-mgda; do
+# Longest jobs first (the baseline's three networks, then the exact-gradient methods):
+# jobs run in queue order, two at a time on 2 cores, and a short job last leaves the
+# least time with one core idle.
+for name in stl-small-cnn hps-mgda hps-pcgrad hps-equal hps-uncertainty hps-dwa; do
     DEMO_SPECS+=("submissions/examples/$name.yaml")
 done
 mtlb baselines synthetic-scenes
