@@ -166,22 +166,47 @@ def claim_jobs(
 ) -> list[Job]:
     """Mark up to `limit` queued jobs running (oldest first) under `owner`'s lease; return them.
 
-    FOR UPDATE SKIP LOCKED (PostgreSQL): concurrent dispatchers never claim
-    the same job; SQLite serialises writers instead.
+    The claim is one conditional UPDATE (`... WHERE state = 'queued' RETURNING id`):
+    of two dispatchers that chose the same jobs, the second one's UPDATE finds
+    them running and claims none of them, on SQLite as on PostgreSQL, and
+    `attempts` is incremented in SQL, never lost.  A plain select-then-update
+    was not atomic on SQLite, which ignores FOR UPDATE and whose driver opens
+    the transaction only at the first UPDATE.  (FOR UPDATE SKIP LOCKED still
+    spares PostgreSQL dispatchers from choosing jobs another one is claiming.)
     """
-    query = select(Job).where(Job.state == JobState.QUEUED).order_by(Job.id)
+    chosen = select(Job.id).where(Job.state == JobState.QUEUED).order_by(Job.id)
     if limit is not None:
-        query = query.limit(limit)
-    jobs = list(session.scalars(query.with_for_update(skip_locked=True)))
+        chosen = chosen.limit(limit)
+    ids = list(session.scalars(chosen.with_for_update(skip_locked=True)))
+    if not ids:
+        return []
     now = utcnow()
-    for job in jobs:
-        job.state = JobState.RUNNING
-        job.started_at = now
-        job.attempts += 1
-        job.lease_owner = owner
-        job.lease_expires_at = now + lease
-    session.flush()
-    return jobs
+    claimed = set(
+        session.scalars(
+            update(Job)
+            .where(Job.id.in_(ids), Job.state == JobState.QUEUED)
+            .values(
+                state=JobState.RUNNING,
+                started_at=now,
+                attempts=Job.attempts + 1,
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+            )
+            .returning(Job.id),
+            execution_options={"synchronize_session": False},
+        )
+    )
+    if not claimed:
+        return []
+    # populate_existing: this session may hold the jobs as they were before the UPDATE.
+    return list(
+        session.scalars(
+            select(Job)
+            .where(Job.id.in_(claimed))
+            .order_by(Job.id)
+            .execution_options(populate_existing=True)
+        )
+    )
 
 
 def renew_leases(

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from db.models import Job, JobState, Role, Run, utcnow
 from db.queue import (
@@ -25,7 +25,7 @@ from db.queue import (
     requeue_expired,
     store_submission,
 )
-from db.session import session_factory, transaction
+from db.session import engine, session_factory, transaction
 
 PROVENANCE = {
     "code_version": "test",
@@ -99,6 +99,54 @@ def test_a_run_is_recorded_once_even_when_the_holder_is_bypassed(database_url: s
         assert session.scalar(select(func.count()).select_from(Run)) == 1
 
 
+def test_two_claims_that_choose_the_same_jobs_get_each_job_once(database_url: str) -> None:
+    """Both dispatchers choose jobs before either marks them: the second claims none of them.
+
+    A barrier after the claim's choosing SELECT forces the interleaving that
+    made a select-then-update claim hand one job to both on SQLite.
+    """
+    queue(database_url, 3)
+    barrier = threading.Barrier(2, timeout=10)
+    waited: set[int] = set()
+
+    def hold_after_choosing(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        choosing = statement.lstrip().upper().startswith("SELECT") and "ORDER BY JOBS.ID" in (
+            statement.upper()
+        )
+        if choosing and threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+
+    claimed: dict[str, list[int]] = {}
+
+    def claim(owner: str) -> None:
+        factory = session_factory(database_url)
+        with factory.begin() as session:
+            claimed[owner] = [j.id for j in claim_jobs(session, 2, owner=owner)]
+
+    made = engine(database_url)
+    event.listen(made, "after_cursor_execute", hold_after_choosing)
+    try:
+        threads = [threading.Thread(target=claim, args=(o,)) for o in ("A", "B")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        event.remove(made, "after_cursor_execute", hold_after_choosing)
+    assert len(waited) == 2  # both chose before either claimed
+    every = claimed["A"] + claimed["B"]
+    assert len(every) == len(set(every))  # no job claimed by both
+    # SQLite: both chose jobs 1 and 2, the second claim got neither.  PostgreSQL: the
+    # second choice skipped the rows the first one had locked and took job 3.
+    assert every[:2] == [1, 2] or sorted(every) == [1, 2, 3]
+    with transaction(database_url) as session:
+        jobs = {j.id: j for j in session.scalars(select(Job))}
+        assert {i for i, j in jobs.items() if j.state == JobState.RUNNING} == set(every)
+        assert all(jobs[i].attempts == 1 for i in every)
+        assert {jobs[i].lease_owner for i in every} == {o for o in claimed if claimed[o]}
+
+
 def dispatcher(url: str, owner: str, lease: timedelta, claimed: list[int], stop: Any) -> None:
     """Claim one or two jobs, renew, then record each if still held: what run_jobs does."""
     factory = session_factory(url)
@@ -126,12 +174,11 @@ def dispatcher(url: str, owner: str, lease: timedelta, claimed: list[int], stop:
                     record_success(session, job, OUTCOME)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("lease_s", [3600.0, 0.015])
 def test_concurrent_dispatchers_claim_each_job_once_and_record_each_run_once(
     database_url: str, lease_s: float
 ) -> None:
-    """Four dispatchers (threads, each with its own connections) drain 40 jobs on PostgreSQL.
+    """Four dispatchers (threads, each with its own connections) drain 40 jobs.
 
     With a long lease no job is claimed twice.  With a lease shorter than a
     job, and a fifth thread requeueing expired jobs all along, jobs are
