@@ -4,14 +4,20 @@ Each job is one Ray task asking for its protocol's resources, so jobs run in
 parallel up to the cluster's capacity and Ray places them.  The dispatcher
 (the driver) is the only writer: it records each result in its own
 transaction as soon as that job finishes.  A job that raises is recorded as
-failed with its error, one whose loss stops being finite as diverged; the
-others go on.
+failed with its error, one whose loss stops being finite as diverged, one
+past its protocol's time limit as failed; the others go on.  So do they when
+a job's data cannot be loaded, when a submission's tuning fails, or when a
+result cannot be written (it is kept, and its job goes back to the queue).
+
+Tunings (`runners.tuning`) run in threads of the dispatcher, their trials on
+Ray beside the jobs of other submissions; a submission's seeds are sent once
+its values are chosen.
 
 Fault tolerance: the dispatcher holds a lease on each job it claimed, renewed
-while it runs (`LeaseKeeper`); a dead dispatcher's jobs are requeued once their
-leases expire, and a result is recorded only under a lease still held.  A
-node's death is Ray's business: the task is retried (max_retries=1) and resumes
-from the job's checkpoint on shared storage (`storage_root`).
+while it runs (`runners.leases`); a dead dispatcher's jobs are requeued once
+their leases expire, and a result is recorded only under a lease still held.
+A node's death is Ray's business: the task is retried (max_retries=1) and
+resumes from the job's checkpoint on shared storage (`storage_root`).
 """
 
 from __future__ import annotations
@@ -20,22 +26,20 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
+import queue
 import shutil
 import socket
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import ray
-import torch
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from db.models import Job, JobState
 from db.queue import (
@@ -47,21 +51,37 @@ from db.queue import (
     record_failure,
     record_success,
     release_jobs,
-    renew_leases,
     requeue_expired,
     trained_spec,
 )
 from db.session import session_factory
+from db.tunings import tuning_of
 from runners import provenance, tuning
 from runners.benchmarks import BENCHMARKS
-from runners.benchmarks.base import Resources, data_root, gpu_share
-from runners.train import Diverged, RunResult, train
+from runners.benchmarks.base import Protocol, Resources, data_root, gpu_share
+from runners.jobs import JobOutcome, execute
+from runners.leases import LeaseKeeper, dispatcher_id
 
-# Locally we start a small Ray: no dashboard, a modest object store (jobs
+# Locally we start a small private Ray: no dashboard, a modest object store (jobs
 # exchange specs and metrics, not tensors).
 LOCAL_RAY = {"include_dashboard": False, "object_store_memory": 256 * 1024**2}
 STORAGE_VARIABLE = "MTLB_STORAGE"
 CHECKPOINT_FILE = "checkpoint.pt"
+# A finished job's outcome that could not be recorded, kept beside its checkpoint: the
+# job's next attempt records it without training again.
+OUTCOME_FILE = "outcome.json"
+# How long the dispatcher waits for a result before it looks at its clocks again.
+POLL_S = 5.0
+# A job not finished this long after the serial bound of its batch (`Sent.deadline`)
+# is taken for lost: no node can take it, or Ray lost it.
+LOST_GRACE_S = 300.0
+# Writing a result: attempts and the first back-off (doubled each time: 0.5+1+2+4 s).
+RECORD_ATTEMPTS = 5
+RECORD_BACKOFF_S = 0.5
+
+
+class ClusterUnreachable(RuntimeError):
+    """`--address` names a Ray cluster that does not answer (one line)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,8 @@ class JobReport:
     seed: int
     state: JobState
     error: str | None = None
-    # False when the outcome was not stored: the job's lease had passed to another attempt.
+    # False when the outcome was not stored: the job's lease had passed to another
+    # attempt, or the database could not be written (the job went back to the queue).
     recorded: bool = True
 
 
@@ -82,48 +103,35 @@ class RunSummary:
     reports: list[JobReport] = field(default_factory=list)
     data_s: float = 0.0  # rendering/caching benchmark data
     ray_start_s: float = 0.0  # starting or attaching to Ray
-    tuning_s: float = 0.0  # tuning submissions with a search space (`runners.tuning`)
-    training_s: float = 0.0  # first job submitted -> last result stored
+    training_s: float = 0.0  # first job sent -> last result stored (tunings included)
     requeued: int = 0  # jobs of dead dispatchers put back in the queue on start
 
 
-def job_spec(payload: object) -> dict[str, Any]:
-    """The spec of a job from its JSON text; TypeError for anything but a JSON object in a str."""
-    if not isinstance(payload, str):
-        raise TypeError(f"a job's spec travels as a JSON string, got {type(payload).__name__}")
-    spec = json.loads(payload)
-    if not isinstance(spec, dict):
-        raise TypeError(f"a job's spec is a JSON object, got {type(spec).__name__}")
-    return spec
+@dataclass(frozen=True)
+class WorkItem:
+    """A claimed job as the dispatcher sends it: the spec its worker trains, and where."""
+
+    job_id: int
+    submission_id: int
+    submission: str  # the submission's name
+    seed: int
+    spec: dict[str, Any]  # under the job's protocol version (`db.queue.trained_spec`)
+    key: str  # its checkpoint folder under the storage root (`job_key`)
+
+    @property
+    def protocol(self) -> Protocol:
+        return BENCHMARKS.get(self.spec["benchmark"]).protocol(self.spec["protocol_version"])
+
+    def report(self, state: JobState, error: str | None, recorded: bool = True) -> JobReport:
+        return JobReport(self.job_id, self.submission, self.seed, state, error, recorded)
 
 
-def execute(
-    spec_json: str, seed: int, cpus: float, gpus: float, checkpoint: str | None = None
-) -> dict[str, Any]:
-    """Run one job in a Ray worker; never raises, reports the outcome as data.
+@dataclass(frozen=True)
+class Sent:
+    """A job in flight on Ray, and when it is taken for lost."""
 
-    Ray pickles a task's arguments.  So that nothing that came from a submitter
-    is ever pickled, the spec travels as JSON text, parsed here with json.loads;
-    the other arguments are numbers and a path of our own.  `checkpoint`: the
-    job's checkpoint file on shared storage; Ray's retry of the job (its node
-    died) finds it there, on whichever node it lands, and resumes.
-    """
-    try:
-        spec = job_spec(spec_json)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if any(isinstance(n, bool) or not isinstance(n, int | float) for n in (cpus, gpus)):
-            raise TypeError("cpus and gpus must be numbers")
-        torch.set_num_threads(max(1, int(cpus)))
-        device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
-        path = None if checkpoint is None else Path(checkpoint)
-        result = train(spec, seed, device=device, checkpoint=path)
-    except Diverged as e:
-        return {"state": JobState.DIVERGED.value, "error": str(e)}
-    except Exception as e:
-        detail = traceback.format_exc(limit=-3)
-        return {"state": JobState.FAILED.value, "error": f"{type(e).__name__}: {e}\n{detail}"}
-    return {"state": JobState.SUCCEEDED.value, "result": result}
+    item: WorkItem
+    deadline: float  # time.monotonic()
 
 
 def job_resources(protocol: Resources, gpus_per_job: float | None = None) -> Resources:
@@ -147,45 +155,60 @@ def task_options(resources: Resources) -> dict[str, Any]:
     return {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": 1}
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """ClusterUnreachable (one line) unless the Ray head at `address` (host:port) answers.
+
+    `ray.init` would wait on an address that does not answer with no message;
+    `auto` and `ray://` addresses are left to Ray.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnreachable(f"--address: expected HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ClusterUnreachable(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
 def ensure_ray(address: str | None) -> None:
+    """Attach to the cluster at `address`, or start a private local one.
+
+    Without an address Ray would follow its current-cluster file to a cluster
+    started on this machine with `ray start`, even one that has died since;
+    `address="local"` always starts a new one of our own.
+    """
     if ray.is_initialized():
         return
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(**LOCAL_RAY, log_to_driver=False)  # type: ignore[arg-type]
+        ray.init(address="local", **LOCAL_RAY, log_to_driver=False)  # type: ignore[arg-type]
 
 
-def prepare_data(jobs: list[Job]) -> None:
-    """Render/cache each benchmark's data once here rather than in every worker at once."""
-    for name, version in {(j.submission.benchmark, job_version(j)) for j in jobs}:
+def prepare_data(items: list[WorkItem]) -> dict[int, str]:
+    """Render/cache each benchmark's data once here rather than in every worker at once.
+
+    Returns {job id: why} for the jobs whose data cannot be loaded (a missing
+    dataset, in one line); the other jobs are not held back by them.
+    """
+    problems: dict[tuple[str, int], str] = {}
+    for name, version in sorted({(i.spec["benchmark"], i.spec["protocol_version"]) for i in items}):
         benchmark = BENCHMARKS.get(name)
         protocol = benchmark.protocol(version)
-        for split in ("train", "test"):
-            benchmark.load(split, protocol)
-
-
-LEASE_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_lease(text: str) -> timedelta:
-    """'90s', '10m', '1h' -> a timedelta of at least one second; ValueError otherwise.
-
-    >>> parse_lease("10m"), parse_lease("90s")
-    (datetime.timedelta(seconds=600), datetime.timedelta(seconds=90))
-    """
-    value = text.strip()
-    number, unit = value[:-1], value[-1:]
-    if unit not in LEASE_UNITS or not (number.isascii() and number.isdigit()) or int(number) == 0:
-        raise ValueError(
-            f"--lease: expected a positive duration such as 90s, 10m or 1h, got {text!r}"
-        )
-    return timedelta(seconds=int(number) * LEASE_UNITS[unit])
-
-
-def dispatcher_id() -> str:
-    """This dispatcher's name in job leases: host:pid:random (unique even across pid reuse)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        try:
+            for split in ("train", "test"):
+                benchmark.load(split, protocol)
+        except Exception as e:
+            problems[(name, version)] = f"{type(e).__name__}: {e}".splitlines()[0]
+    return {
+        i.job_id: problems[key]
+        for i in items
+        if (key := (i.spec["benchmark"], i.spec["protocol_version"])) in problems
+    }
 
 
 def storage_root(storage: Path | None = None) -> Path:
@@ -203,48 +226,22 @@ def job_key(spec_hash: str, seed: int, protocol_version: int, campaign: str) -> 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class LeaseKeeper:
-    """Renews this dispatcher's leases of its in-flight jobs every lease/3, in short transactions.
-
-    A thread, so that leases stay alive through data preparation, Ray's start,
-    tuning and long jobs alike; it dies with the dispatcher, and then the
-    leases expire and another dispatcher requeues the jobs (`requeue_expired`).
-    """
-
-    def __init__(self, factory: Any, owner: str, lease: timedelta, job_ids: Iterable[int]) -> None:
-        self.factory, self.owner, self.lease = factory, owner, lease
-        self.in_flight = set(job_ids)
-        self.lost: set[int] = set()  # requeued behind our back: their results are not ours
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mtlb-leases", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def done(self, job_id: int) -> None:
-        with self._lock:
-            self.in_flight.discard(job_id)
-
-    def renew(self) -> None:
-        with self._lock:
-            ids = set(self.in_flight)
-        with self.factory.begin() as session:
-            held = renew_leases(session, self.owner, ids, self.lease)
-        with self._lock:
-            self.lost |= ids - held
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.lease.total_seconds() / 3):
-            try:
-                self.renew()
-            except Exception as e:  # the database is away: try again next time
-                print(f"mtlb: renewing job leases failed: {type(e).__name__}: {e}", file=sys.stderr)
+def kept_or_execute(
+    spec_json: str,
+    seed: int,
+    cpus: float,
+    gpus: float,
+    checkpoint: str,
+    time_limit_s: float | None = None,
+) -> JobOutcome:
+    """A Ray task: the outcome an earlier attempt kept (`OUTCOME_FILE`), else `execute`'s."""
+    kept = Path(checkpoint).with_name(OUTCOME_FILE)
+    if kept.exists():
+        try:
+            return JobOutcome.from_json(kept.read_text())
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # unreadable: train again
+    return execute(spec_json, seed, cpus, gpus, checkpoint, time_limit_s)
 
 
 def run_jobs(
@@ -274,195 +271,308 @@ def run_jobs(
     with factory.begin() as session:
         summary.requeued = requeue_expired(session)
     with factory.begin() as session:
-        jobs = claim_jobs(session, max_jobs, owner=owner, lease=lease)
-        # Under the job's protocol version: a rerun may name another than the submission's.
-        work = [(job.id, job.submission.name, job.seed, trained_spec(job)) for job in jobs]
-        keys = {
-            job.id: job_key(job.submission.spec_hash, job.seed, job_version(job), job.campaign.name)
-            for job in jobs
-        }
-    if not work:
+        items = [work_item(job) for job in claim_jobs(session, max_jobs, owner=owner, lease=lease)]
+    if not items:
         if on_start is not None:
             on_start(0)
         return summary
-    with LeaseKeeper(factory, owner, lease, keys) as keeper:
+    with LeaseKeeper(factory, owner, lease, (i.job_id for i in items)) as keeper:
+        dispatch = Dispatch(factory, keeper, summary, storage_root(storage), on_report)
         try:
-            return _run_claimed(
-                factory, keeper, jobs, work, keys, summary, storage_root(storage),
-                address, on_start, on_report, gpus_per_job,
-            )  # fmt: skip
+            dispatch.run(items, address, on_start, gpus_per_job)
         except BaseException:
             # Interrupted: its unfinished jobs go back to the queue at once, none is lost.
             with factory.begin() as session:
                 release_jobs(session, owner, keeper.in_flight)
             raise
+    return summary
 
 
-def _run_claimed(
-    factory: Any,
-    keeper: LeaseKeeper,
-    jobs: list[Job],
-    work: list[WorkItem],
-    keys: dict[int, str],
-    summary: RunSummary,
-    storage: Path,
-    address: str | None,
-    on_start: Callable[[int], None] | None,
-    on_report: Callable[[JobReport], None] | None,
-    gpus_per_job: float | None = None,
-) -> RunSummary:
-    started = time.perf_counter()
-    prepare_data(jobs)
-    summary.data_s = time.perf_counter() - started
-    if on_start is not None:
-        on_start(len(work))
-    started = time.perf_counter()
-    ensure_ray(address)
-    summary.ray_start_s = time.perf_counter() - started
-    started = time.perf_counter()
-    work, untrainable = tune_submissions(factory, work)
-    summary.tuning_s = time.perf_counter() - started
-    for report in untrainable:
-        keeper.done(report.job_id)
-        summary.reports.append(report)
-        if on_report is not None:
-            on_report(report)
-    started = time.perf_counter()
-    code_version = provenance.code_version()
-    remote = ray.remote(execute)
-    pending: dict[Any, tuple[int, str, int, dict[str, Any]]] = {}
-    for item in work:
-        spec = item[3]
-        protocol = BENCHMARKS.get(spec["benchmark"]).protocol(spec["protocol_version"])
-        res = job_resources(protocol.resources, gpus_per_job)
-        checkpoint = storage / keys[item[0]] / CHECKPOINT_FILE
+def work_item(job: Job) -> WorkItem:
+    """What the dispatcher sends for a claimed job (read inside the claim's transaction)."""
+    version = job_version(job)
+    return WorkItem(
+        job_id=job.id,
+        submission_id=job.submission_id,
+        submission=job.submission.name,
+        seed=job.seed,
+        # Under the job's protocol version: a rerun may name another than the submission's.
+        spec=trained_spec(job),
+        key=job_key(job.submission.spec_hash, job.seed, version, job.campaign.name),
+    )
+
+
+@dataclass
+class Dispatch:
+    """One `run_jobs`: the claimed jobs from data preparation to their recorded outcomes."""
+
+    factory: Any
+    keeper: LeaseKeeper
+    summary: RunSummary
+    storage: Path
+    on_report: Callable[[JobReport], None] | None
+    code_version: str = field(default_factory=provenance.code_version)
+    in_flight: dict[Any, Sent] = field(default_factory=dict)  # Ray ref -> job
+    # Finished tunings, from their threads: (submission id, chosen values or why it failed).
+    tuned: queue.Queue[tuple[int, dict[str, Any] | str]] = field(default_factory=queue.Queue)
+    waiting: dict[int, list[WorkItem]] = field(default_factory=dict)  # on their tuning
+    serial_bound: float = 0.0  # the sum of the time limits of the jobs sent so far
+
+    def run(
+        self,
+        items: list[WorkItem],
+        address: str | None,
+        on_start: Callable[[int], None] | None,
+        gpus_per_job: float | None,
+    ) -> None:
+        self.gpus_per_job = gpus_per_job
+        started = time.perf_counter()
+        unloadable = prepare_data(items)
+        self.summary.data_s = time.perf_counter() - started
+        if on_start is not None:
+            on_start(len(items))
+        for item in items:
+            if item.job_id in unloadable:
+                self.finish(item, JobOutcome.failed(unloadable[item.job_id]))
+        items = [i for i in items if i.job_id not in unloadable]
+        if not items:
+            return
+        started = time.perf_counter()
+        ensure_ray(address)
+        self.summary.ray_start_s = time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            for item in self.tune_first(items):
+                self.send(item)
+            self.wait_all()
+        finally:
+            # Interrupted: stop the unfinished jobs (run_jobs puts them back in the queue).
+            for ref in self.in_flight:
+                ray.cancel(ref, force=True)
+        self.summary.training_s = time.perf_counter() - started
+
+    def tune_first(self, items: list[WorkItem]) -> list[WorkItem]:
+        """The jobs to send now; those of submissions still to tune wait for their tuning.
+
+        Each submission with a search space and no stored tuning is tuned once,
+        in a thread (`runners.tuning.chosen_values`), its trials on Ray.
+        """
+        ready = []
+        for item in items:
+            if not item.spec.get("search"):
+                ready.append(item)
+                continue
+            with self.factory() as session:
+                stored = tuning_of(session, item.submission_id)
+            if stored is not None:
+                ready.append(with_chosen(item, stored["chosen"]))
+                continue
+            if item.submission_id not in self.waiting:
+                self.waiting[item.submission_id] = []
+                self.start_tuning(item)
+            self.waiting[item.submission_id].append(item)
+        return ready
+
+    def start_tuning(self, item: WorkItem) -> None:
+        def tune() -> None:
+            try:
+                chosen: dict[str, Any] | str = tuning.chosen_values(
+                    self.factory, item.submission_id, item.spec
+                )
+            except Exception as e:
+                chosen = f"tuning failed: {type(e).__name__}: {e}".splitlines()[0]
+            self.tuned.put((item.submission_id, chosen))
+
+        # A daemon: an interrupted dispatcher does not wait for its tunings to end.
+        threading.Thread(target=tune, name=f"mtlb-tuning-{item.submission_id}", daemon=True).start()
+
+    def send(self, item: WorkItem) -> None:
+        protocol = item.protocol
+        res = job_resources(protocol.resources, self.gpus_per_job)
+        checkpoint = str(self.storage / item.key / CHECKPOINT_FILE)
+        spec_json = json.dumps(item.spec)
         if res.workers > 1:
             # Data-parallel (Ray Train); imported here: ordinary jobs never load Ray Train.
             from runners.distributed import execute_data_parallel
 
             # The launching task holds no resources: the job's workers ask for them.
-            ref = (
-                ray.remote(execute_data_parallel)
-                .options(num_cpus=0, max_retries=1)
-                .remote(json.dumps(spec), item[2], res.cpus, res.gpus, res.workers, str(checkpoint))
-            )
+            # (Any: Ray's stubs type remote functions of up to five arguments.)
+            parallel: Any = ray.remote(execute_data_parallel)
+            ref = parallel.options(num_cpus=0, max_retries=1).remote(
+                spec_json, item.seed, res.cpus, res.gpus, res.workers, checkpoint,
+                protocol.time_limit_s,
+            )  # fmt: skip
         else:
-            ref = remote.options(**task_options(res)).remote(
-                json.dumps(spec), item[2], res.cpus, res.gpus, str(checkpoint)
+            single: Any = ray.remote(kept_or_execute)
+            ref = single.options(**task_options(res)).remote(
+                spec_json, item.seed, res.cpus, res.gpus, checkpoint, protocol.time_limit_s
             )
-        pending[ref] = item
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        # Were the jobs run one after another, this one would be done by then.
+        self.serial_bound += protocol.time_limit_s
+        self.in_flight[ref] = Sent(item, time.monotonic() + self.serial_bound + LOST_GRACE_S)
+
+    def wait_all(self) -> None:
+        while self.in_flight or self.waiting:
+            self.take_tunings(block=not self.in_flight)
+            if not self.in_flight:
+                continue
+            # Short waits while tunings run, so that their seeds are sent soon after.
+            timeout = 0.5 if self.waiting else POLL_S
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
             for ref in ready:
-                job_id, name, seed, spec = pending.pop(ref)
+                sent = self.in_flight.pop(ref)
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as e:  # the worker itself died
-                    outcome = {"state": JobState.FAILED.value, "error": f"{type(e).__name__}: {e}"}
-                report = record(
-                    factory, job_id, name, seed, spec, outcome, code_version, owner=keeper.owner
+                    outcome = JobOutcome.failed(f"{type(e).__name__}: {e}")
+                self.finish(sent.item, outcome)
+            self.stop_lost()
+
+    def take_tunings(self, block: bool) -> None:
+        try:
+            while True:
+                submission_id, chosen = self.tuned.get(block=block, timeout=POLL_S)
+                block = False
+                for item in self.waiting.pop(submission_id, []):
+                    if isinstance(chosen, str):
+                        self.finish(item, JobOutcome.failed(chosen))
+                    else:
+                        self.send(with_chosen(item, chosen))
+        except queue.Empty:
+            return
+
+    def stop_lost(self) -> None:
+        """Fail the jobs out past their deadline: no node could take them, or Ray lost them."""
+        now = time.monotonic()
+        for ref, sent in list(self.in_flight.items()):
+            if now > sent.deadline:
+                del self.in_flight[ref]
+                ray.cancel(ref, force=True)
+                res = job_resources(sent.item.protocol.resources, self.gpus_per_job)
+                self.finish(
+                    sent.item,
+                    JobOutcome.failed(
+                        "stopped: not finished long after the time limits of every job sent"
+                        f" before it had passed; no node may have {res.cpus:g} CPU(s) and"
+                        f" {res.gpus:g} GPU(s) free, or Ray lost it"
+                    ),
                 )
-                keeper.done(job_id)
-                if report.recorded:
-                    # Finished for good: its checkpoint is no longer needed.  Not recorded
-                    # (requeued behind our back): another attempt may be resuming from it.
-                    shutil.rmtree(storage / keys[job_id], ignore_errors=True)
-                summary.reports.append(report)
-                if on_report is not None:
-                    on_report(report)
-    finally:
-        # Interrupted: stop the unfinished jobs (run_jobs puts them back in the queue).
-        for ref in pending:
-            ray.cancel(ref, force=True)
-    summary.training_s = time.perf_counter() - started
-    return summary
 
-
-WorkItem = tuple[int, str, int, dict[str, Any]]  # job id, submission name, seed, spec
-
-
-def tune_submissions(factory: Any, work: list[WorkItem]) -> tuple[list[WorkItem], list[JobReport]]:
-    """Tune, once, each submission with a search space and no tuning yet (`runners.tuning`).
-
-    Returns the work with the chosen values merged into each such job's spec,
-    and the reports of the jobs failed because their submission's tuning failed.
-    (Interrupted, the caller puts the claimed jobs back in the queue.)
-    """
-    searched = [item for item in work if item[3].get("search")]
-    if not searched:
-        return work, []
-    with factory() as session:
-        submission_of = {i[0]: session.get(Job, i[0]).submission_id for i in searched}
-    chosen: dict[int, dict[str, Any] | str] = {}
-    for job_id, _, _, spec in searched:
-        sid = submission_of[job_id]
-        if sid not in chosen:
-            try:
-                chosen[sid] = tuning.chosen_values(factory, sid, spec)
-            except Exception as e:
-                chosen[sid] = f"tuning failed: {type(e).__name__}: {e}"
-    kept, failed = [], []
-    for job_id, name, seed, spec in work:
-        values = chosen.get(submission_of.get(job_id, -1), {})
-        if isinstance(values, str):
-            with factory.begin() as session:
-                record_failure(session, session.get(Job, job_id), JobState.FAILED, values)
-            failed.append(JobReport(job_id, name, seed, JobState.FAILED, values))
-        elif values:
-            kept.append((job_id, name, seed, tuning.with_values(spec, values)))
+    def finish(self, item: WorkItem, outcome: JobOutcome) -> None:
+        """Record `outcome`; if the database cannot take it, keep it and requeue the job."""
+        folder = self.storage / item.key
+        try:
+            report = record(self.factory, item, outcome, self.code_version, owner=self.keeper.owner)
+        except DBAPIError as e:
+            report = self.keep(item, outcome, e)
         else:
-            kept.append((job_id, name, seed, spec))
-    return kept, failed
+            if report.recorded:
+                # Finished for good: its checkpoint is no longer needed.  Not recorded
+                # (requeued behind our back): another attempt may be resuming from it.
+                shutil.rmtree(folder, ignore_errors=True)
+        self.keeper.done(item.job_id)
+        self.summary.reports.append(report)
+        if self.on_report is not None:
+            self.on_report(report)
+
+    def keep(self, item: WorkItem, outcome: JobOutcome, error: DBAPIError) -> JobReport:
+        """Keep the outcome beside the job's checkpoint; put the job back in the queue."""
+        folder = self.storage / item.key
+        reason = f"{type(error).__name__}: {str(error.orig or error).splitlines()[0]}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / OUTCOME_FILE).write_text(outcome.to_json())
+        except OSError as e:
+            print(f"mtlb: keeping job {item.job_id}'s outcome failed: {e}", file=sys.stderr)
+        try:
+            with self.factory.begin() as session:
+                release_jobs(session, self.keeper.owner, [item.job_id])
+        except DBAPIError:
+            pass  # its lease expires and the next dispatcher requeues it
+        return item.report(
+            JobState.QUEUED,
+            f"not recorded: the database could not be written ({reason}); the job goes back"
+            " to the queue, and its next attempt records the kept outcome",
+            recorded=False,
+        )
+
+
+def with_chosen(item: WorkItem, chosen: dict[str, Any]) -> WorkItem:
+    """The job with its submission's tuned values merged into its spec."""
+    return dataclasses.replace(item, spec=tuning.with_values(item.spec, chosen))
+
+
+def transient(error: DBAPIError) -> bool:
+    """A write worth trying again: the server went away, the file was busy, the link broke."""
+    return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+
+
+def retried(attempts: int, backoff_s: float) -> Iterator[int]:
+    """Attempt numbers, sleeping backoff_s, 2 backoff_s, ... between them."""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+        yield attempt
 
 
 def record(
     factory: Any,
-    job_id: int,
-    name: str,
-    seed: int,
-    spec: dict[str, Any],
-    outcome: dict[str, Any],
+    item: WorkItem,
+    outcome: JobOutcome,
     code_version: str,
     *,
     owner: str | None = None,
+    attempts: int = RECORD_ATTEMPTS,
+    backoff_s: float = RECORD_BACKOFF_S,
 ) -> JobReport:
     """Store a job's outcome if the job is still running under `owner`'s lease.
 
     A late result of a job that was requeued (its lease expired) and maybe run
     again elsewhere is reported as not recorded; `runs.job_id` being unique is
-    the last guard against a run stored twice.
+    the last guard against a run stored twice.  A transient database error
+    (`transient`) is retried `attempts` times with back-off, each time in a
+    new transaction; the last one is raised.
     """
-    state = JobState(outcome["state"])
-    try:
-        with factory.begin() as session:
-            job = held_job(session, job_id, owner)
-            if job is None:
-                return JobReport(
-                    job_id, name, seed, state,
-                    f"not recorded: job {job_id} is no longer running under this"
-                    " dispatcher's lease (it was requeued after the lease expired)",
-                    recorded=False,
-                )  # fmt: skip
-            _store(session, job, spec, state, outcome, code_version)
-    except IntegrityError:
-        return JobReport(
-            job_id, name, seed, state, f"not recorded: job {job_id}'s run is already recorded",
-            recorded=False,
-        )  # fmt: skip
-    return JobReport(job_id, name, seed, state, outcome.get("error"))
+    for attempt in retried(attempts, backoff_s):
+        try:
+            return _record_once(factory, item, outcome, code_version, owner)
+        except IntegrityError:
+            return item.report(
+                outcome.state, f"not recorded: job {item.job_id}'s run is already recorded",
+                recorded=False,
+            )  # fmt: skip
+        except DBAPIError as e:
+            if not transient(e) or attempt == attempts - 1:
+                raise
+            print(f"mtlb: recording job {item.job_id} failed, retrying: {e.orig}", file=sys.stderr)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record_once(
+    factory: Any, item: WorkItem, outcome: JobOutcome, code_version: str, owner: str | None
+) -> JobReport:
+    with factory.begin() as session:
+        job = held_job(session, item.job_id, owner)
+        if job is None:
+            return item.report(
+                outcome.state,
+                f"not recorded: job {item.job_id} is no longer running under this"
+                " dispatcher's lease (it was requeued after the lease expired)",
+                recorded=False,
+            )
+        _store(session, job, item.spec, outcome, code_version)
+    return item.report(outcome.state, outcome.error)
 
 
 def _store(
     session: Any,
     job: Job,
     spec: dict[str, Any],
-    state: JobState,
-    outcome: dict[str, Any],
+    outcome: JobOutcome,
     code_version: str,
 ) -> None:
-    if state == JobState.SUCCEEDED:
-        result: RunResult = outcome["result"]
+    if outcome.result is not None:
+        result = outcome.result
         benchmark = BENCHMARKS.get(spec["benchmark"])
         record_success(
             session,
@@ -487,16 +597,16 @@ def _store(
             ),
         )
     else:
-        record_failure(session, job, state, outcome.get("error") or "unknown error")
+        record_failure(session, job, outcome.state, outcome.error or "unknown error")
 
 
 __all__ = [
+    "ClusterUnreachable",
     "JobReport",
-    "LeaseKeeper",
     "RunSummary",
-    "execute",
+    "WorkItem",
     "job_resources",
-    "parse_lease",
+    "record",
     "run_jobs",
     "task_options",
 ]

@@ -36,9 +36,7 @@ Only worker 0's result comes back; it is recorded like any other job's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +45,8 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
-from db.models import JobState
-from runners.dispatch import job_spec
-from runners.train import CurvePoint, Diverged, RunResult, train
+from runners.jobs import JobOutcome, job_spec
+from runners.train import Diverged, train
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
@@ -148,21 +145,19 @@ def worker_loop(config: dict[str, Any]) -> None:
     try:
         result = train(
             job_spec(config["spec"]), config["seed"], device=device,
-            checkpoint=checkpoint, parallel=parallel,
+            checkpoint=checkpoint, parallel=parallel, time_limit_s=config["time_limit_s"],
         )  # fmt: skip
-        outcome: dict[str, Any] = {
-            "state": JobState.SUCCEEDED.value, "result": dataclasses.asdict(result),
-        }  # fmt: skip
+        outcome = JobOutcome.succeeded(result)
     except Diverged as e:
         # Losses are averaged and parameters equal: every worker diverges together.
-        outcome = {"state": JobState.DIVERGED.value, "error": str(e)}
+        outcome = JobOutcome.of_exception(e)
     report_outcome(outcome, parallel.rank)
 
 
 OUTCOME_FILE = "outcome.json"
 
 
-def report_outcome(outcome: dict[str, Any], rank: int) -> None:
+def report_outcome(outcome: JobOutcome, rank: int) -> None:
     """Report a worker's outcome to Ray Train: worker 0's, as JSON in a checkpoint.
 
     Ray Train keeps only metrics that come with a checkpoint, so the outcome
@@ -174,27 +169,26 @@ def report_outcome(outcome: dict[str, Any], rank: int) -> None:
         if rank != 0:
             ray.train.report({})
             return
-        (Path(directory) / OUTCOME_FILE).write_text(json.dumps(outcome))
+        (Path(directory) / OUTCOME_FILE).write_text(outcome.to_json())
         ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 
-def reported_outcome(result: Any) -> dict[str, Any]:
+def reported_outcome(result: Any) -> JobOutcome:
     """The outcome worker 0 reported (`report_outcome`) in a Ray Train `Result`."""
     if result.checkpoint is None:
         raise RuntimeError("worker 0 of the data-parallel job reported no outcome")
     with result.checkpoint.as_directory() as directory:
-        outcome: dict[str, Any] = json.loads((Path(directory) / OUTCOME_FILE).read_text())
-    return outcome
+        return JobOutcome.from_json((Path(directory) / OUTCOME_FILE).read_text())
 
 
 def execute_data_parallel(
     spec_json: str, seed: int, cpus: float, gpus: float, workers: int,
-    checkpoint: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    checkpoint: str | None = None, time_limit_s: float | None = None,
+) -> JobOutcome:  # fmt: skip
     """Run one job data-parallel with Ray Train; never raises, reports the outcome as data.
 
     Called in a Ray task that holds no CPU, so that the workers get the job's
-    resources; the outcome has the shape of `runners.dispatch.execute`'s.
+    resources; its outcome is a `JobOutcome`, as `runners.jobs.execute`'s.
     Another worker's exception fails the whole job (Ray Train stops them all).
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -215,7 +209,7 @@ def execute_data_parallel(
             worker_loop,
             train_loop_config={
                 "spec": spec_json, "seed": seed, "cpus": cpus, "gpus": gpus,
-                "checkpoint": checkpoint,
+                "checkpoint": checkpoint, "time_limit_s": time_limit_s,
             },
             scaling_config=ScalingConfig(
                 num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources
@@ -227,16 +221,9 @@ def execute_data_parallel(
             ),
         )  # fmt: skip
         with temporary:
-            outcome = reported_outcome(trainer.fit())
+            return reported_outcome(trainer.fit())
     except Exception as e:
-        detail = traceback.format_exc(limit=-3)
-        return {"state": JobState.FAILED.value, "error": f"{type(e).__name__}: {e}\n{detail}"}
-    if "result" in outcome:
-        fields = outcome["result"]
-        outcome["result"] = RunResult(
-            **{**fields, "curves": [CurvePoint(**c) for c in fields["curves"]]}
-        )
-    return outcome
+        return JobOutcome.of_exception(e)
 
 
 __all__ = [

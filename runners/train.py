@@ -35,6 +35,29 @@ class Diverged(RuntimeError):
     """A training loss became NaN or infinite."""
 
 
+class TimeLimitExceeded(RuntimeError):
+    """A job trained longer than its protocol's time limit (`Protocol.time_limit_s`)."""
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(f"exceeded the protocol's time limit of {format_duration(limit_s)}")
+        self.limit_s = limit_s
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '20 min', '1 h 30 min': a limit as an operator reads it.
+
+    >>> format_duration(45), format_duration(1200), format_duration(5400)
+    ('45 s', '20 min', '1 h 30 min')
+    """
+    if seconds < 60:
+        return f"{seconds:g} s"
+    minutes = round(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     epoch: int
@@ -178,6 +201,7 @@ def train(
     evaluation_data: Batch | None = None,
     checkpoint: Path | None = None,
     parallel: DataParallel | None = None,
+    time_limit_s: float | None = None,
 ) -> RunResult:
     """Train `spec` under its benchmark's protocol with `seed`; evaluate on the test split.
 
@@ -194,6 +218,10 @@ def train(
 
     `parallel`: this worker's part in a data-parallel job (`runners.distributed`);
     None, the ordinary case: the whole batch here.
+
+    `time_limit_s`: raise `TimeLimitExceeded` once training has taken longer,
+    checked at every step; the time spent before a resume counts (it is saved
+    in the checkpoint), so a retried job gets no fresh budget.
     """
     started = time.perf_counter()
     reset_peak_memory(torch.device(device))
@@ -216,6 +244,7 @@ def train(
     curves: list[CurvePoint] = []
     first_epoch = 0
     resumed_from_epoch = None
+    spent_before = 0.0  # training time of earlier attempts (a resumed job)
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
@@ -228,6 +257,8 @@ def train(
         curves = [CurvePoint(int(e), str(t), str(n), float(v)) for e, t, n, v in state["curves"]]
         first_epoch = int(state["epoch"]) + 1
         resumed_from_epoch = int(state["epoch"])
+        spent_before = float(state.get("elapsed_s", 0.0))
+    deadline = None if time_limit_s is None else started + time_limit_s - spent_before
     n_train = train_data["image"].shape[0]
     # The protocol may set the batch size per backbone (NYUv2: SegNet 2, ResNet-50 8).
     batch_size = protocol.batch_size_for(model.backbone.name)
@@ -244,6 +275,8 @@ def train(
             index = order[step * batch_size : (step + 1) * batch_size]
             if parallel is not None:
                 index = parallel.shard(index)
+            if deadline is not None and time.perf_counter() > deadline:
+                raise TimeLimitExceeded(float(time_limit_s or 0.0))
             batch = {k: v[index] for k, v in train_data.items()}
             if protocol.augmentation:
                 # On the device, with the job's generator: a run repeats.
@@ -284,6 +317,7 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state(),
                     "curves": [[c.epoch, c.task, c.name, c.value] for c in curves],
+                    "elapsed_s": spent_before + time.perf_counter() - started,
                 },
             )
 

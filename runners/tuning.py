@@ -24,7 +24,6 @@ import json
 import math
 import os
 import tempfile
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +33,12 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.delta_m import delta_m
+from db.models import JobState
 from db.tunings import store_tuning, tuning_of
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
-from runners.train import Diverged, train
+from runners.jobs import JobOutcome
+from runners.train import train
 
 # The spec sections whose parameters a search may cover, as `<section>.<parameter>`.
 SEARCH_SECTIONS = ("optimizer", "weighting", "architecture", "scheduler")
@@ -55,7 +56,7 @@ class Trial:
     """One trial: the values it tried, its validation metrics and objective, or why it failed."""
 
     values: dict[str, Any]
-    state: str  # "succeeded", "failed" or "diverged"
+    state: str  # a JobState's value: "succeeded", "failed" or "diverged"
     objective: float | None = None
     metrics: dict[str, dict[str, float]] | None = None
     error: str | None = None
@@ -184,15 +185,15 @@ def trial(
         spec = with_values(json.loads(spec_json), config)
         torch.set_num_threads(max(1, int(cpus)))
         device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+        protocol = BENCHMARKS.get(str(spec["benchmark"])).protocol(int(spec["protocol_version"]))
         result = train(
-            spec, seed, device=device, train_data=fit_data, evaluation_data=validation_data
-        )
-        report = {"state": "succeeded", "metrics_json": json.dumps(result.metrics)}
-    except Diverged as e:
-        report = {"state": "diverged", "error": str(e)}
+            spec, seed, device=device, train_data=fit_data, evaluation_data=validation_data,
+            time_limit_s=protocol.time_limit_s,
+        )  # fmt: skip
+        report = {"state": JobState.SUCCEEDED.value, "metrics_json": json.dumps(result.metrics)}
     except Exception as e:
-        detail = traceback.format_exc(limit=-2)
-        report = {"state": "failed", "error": f"{type(e).__name__}: {e}\n{detail}"}
+        outcome = JobOutcome.of_exception(e)
+        report = {"state": outcome.state.value, "error": outcome.error or ""}
     tune.report(report)
 
 
@@ -279,9 +280,11 @@ def tune_spec(spec: Mapping[str, Any]) -> Tuning:
         reported = r.metrics or {}
         values = {path: (r.config or {}).get(path) for path in search}
         if r.error is not None or "state" not in reported:
-            trials.append(Trial(values, "failed", error=f"{type(r.error).__name__}: {r.error}"))
-        elif reported["state"] == "succeeded":
-            trials.append(Trial(values, "succeeded", metrics=json.loads(reported["metrics_json"])))
+            error = f"{type(r.error).__name__}: {r.error}"
+            trials.append(Trial(values, JobState.FAILED.value, error=error))
+        elif reported["state"] == JobState.SUCCEEDED.value:
+            metrics = json.loads(reported["metrics_json"])
+            trials.append(Trial(values, JobState.SUCCEEDED.value, metrics=metrics))
         else:
             trials.append(Trial(values, str(reported["state"]), error=str(reported.get("error"))))
     if len(trials) != protocol.tuning_trials or not trials or trials[0].values != start:

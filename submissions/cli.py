@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from enum import StrEnum
 from importlib.util import find_spec
 from pathlib import Path
@@ -161,6 +162,24 @@ def baselines(
             )
 
 
+LEASE_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_lease(text: str) -> timedelta:
+    """'90s', '10m', '1h' -> a timedelta of at least one second; ValueError otherwise.
+
+    >>> parse_lease("10m"), parse_lease("90s")
+    (datetime.timedelta(seconds=600), datetime.timedelta(seconds=90))
+    """
+    value = text.strip()
+    number, unit = value[:-1], value[-1:]
+    if unit not in LEASE_UNITS or not (number.isascii() and number.isdigit()) or int(number) == 0:
+        raise ValueError(
+            f"--lease: expected a positive duration such as 90s, 10m or 1h, got {text!r}"
+        )
+    return timedelta(seconds=int(number) * LEASE_UNITS[unit])
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -194,7 +213,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from runners.benchmarks.base import gpu_share
-    from runners.dispatch import JobReport, parse_lease, run_jobs
+    from runners.dispatch import ClusterUnreachable, JobReport, run_jobs
 
     try:
         lease_length = parse_lease(lease)
@@ -224,16 +243,20 @@ def run(
             )
             progress.advance(bar)
 
-        summary = run_jobs(
-            ctx.obj,
-            address=address,
-            max_jobs=max_jobs,
-            on_start=started,
-            on_report=report,
-            lease=lease_length,
-            storage=storage,
-            gpus_per_job=gpus_per_job,
-        )
+        try:
+            summary = run_jobs(
+                ctx.obj,
+                address=address,
+                max_jobs=max_jobs,
+                on_start=started,
+                on_report=report,
+                lease=lease_length,
+                storage=storage,
+                gpus_per_job=gpus_per_job,
+            )
+        except ClusterUnreachable as e:
+            err.print(f"error: {e}", markup=False)
+            raise typer.Exit(1) from None
     bad = [r for r in summary.reports if r.error is not None and r.recorded]
     # Results of jobs whose lease had passed to another attempt: stored by that attempt.
     dropped = sum(not r.recorded for r in summary.reports)

@@ -113,6 +113,11 @@ class Protocol:
     # (`runners.models.base.paired_initialisation`), so that submissions of different
     # architectures start from the same weights where they have the same components.
     paired_initialisation: bool = False
+    # Wall-clock limit of one job (and of one tuning trial): training is stopped at the
+    # first step past it and the job recorded as failed (`runners.train.TimeLimitExceeded`).
+    # It bounds what a job may cost, it does not change what a finished job records, so
+    # the protocol pins leave it out (tests/runners/test_protocols.py).
+    time_limit_s: float = 48 * 3600.0
 
     def batch_size_for(self, backbone: str) -> int:
         """The batch size of a job whose backbone is `backbone`."""

@@ -75,6 +75,7 @@ V2 = Protocol(
     tuning_trials=8,
     validation_fraction=0.2,
     checkpoint_every=1,
+    time_limit_s=30 * 60.0,  # a job takes about 1 min on one CPU core
     output_scaling=DEPTH_SCALING,
     paired_initialisation=True,
     description=(
@@ -109,6 +110,7 @@ BENCHMARKS.register("synthetic-scenes")(
                 tuning_trials=8,
                 validation_fraction=0.2,
                 checkpoint_every=1,
+                time_limit_s=30 * 60.0,
                 description="64x64, 1024 train / 256 test scenes, 10 epochs, batch 32, 3 seeds.",
             ),
             2: V2,
@@ -133,6 +135,7 @@ MINI_V1 = Protocol(
     tuning_trials=2,
     validation_fraction=0.2,
     checkpoint_every=1,
+    time_limit_s=10 * 60.0,  # a job takes seconds
     description="32x32, 64 train / 32 test scenes, 3 epochs, batch 16, 3 seeds.",
 )
 

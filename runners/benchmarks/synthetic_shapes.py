@@ -71,6 +71,7 @@ BENCHMARKS.register("synthetic-shapes")(
                 max_parameters=5_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
+                time_limit_s=30 * 60.0,
                 description="32x32, 4096 train / 1024 test images, 12 epochs, batch 32, 3 seeds.",
             )
         },
@@ -96,6 +97,7 @@ BENCHMARKS.register("synthetic-shapes-mini")(
                 max_parameters=1_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
+                time_limit_s=10 * 60.0,
                 description="32x32, 64 train / 32 test images, 3 epochs, batch 16, 3 seeds.",
             )
         },

@@ -23,6 +23,7 @@ from runners.distributed import (
     report_outcome,
     reported_outcome,
 )
+from runners.jobs import JobOutcome
 from runners.train import load_checkpoint, train
 from submissions.spec import validate
 from submissions.submit import store
@@ -75,7 +76,7 @@ def _worker(config: dict[str, Any]) -> None:
         config["spec"], 0, train_data=train_data, evaluation_data=test_data,
         checkpoint=Path(config["checkpoint"]), parallel=parallel,
     )  # fmt: skip
-    report_outcome({"metrics": result.metrics}, parallel.rank)
+    report_outcome(JobOutcome.succeeded(result), parallel.rank)
 
 
 def test_data_parallel_step_equals_single_process_step(
@@ -92,7 +93,9 @@ def test_data_parallel_step_equals_single_process_step(
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name="dp", storage_path=str(tmp_path / "ray")),
     )
-    parallel_metrics = reported_outcome(trainer.fit())["metrics"]
+    reported = reported_outcome(trainer.fit()).result
+    assert reported is not None
+    parallel_metrics = reported.metrics
 
     monkeypatch.setitem(BENCHMARKS.get(MINI).protocols, VERSION, two_epochs())
     torch.set_num_threads(1)
@@ -159,7 +162,7 @@ def test_data_parallel_job_runs_through_the_dispatcher_once(
 
 def test_a_data_parallel_job_needs_two_workers() -> None:
     outcome = execute_data_parallel(json.dumps(normalised()), 0, 1.0, 0.0, 1)
-    assert outcome["state"] == JobState.FAILED.value
-    assert outcome["error"].startswith(
+    assert outcome.state == JobState.FAILED
+    assert str(outcome.error).startswith(
         "TypeError: a data-parallel job needs an int of at least 2 workers, got 1"
     )

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -26,7 +25,8 @@ from db.queue import claim_jobs, trained_spec
 from db.session import session_factory as url_factory
 from db.session import transaction
 from runners.benchmarks import BENCHMARKS
-from runners.dispatch import JobReport, parse_lease, record, run_jobs
+from runners.dispatch import JobReport, WorkItem, record, run_jobs
+from runners.jobs import JobOutcome
 from runners.train import RunResult
 from submissions.submit import check_file, store
 from tests.conftest import mini_spec
@@ -203,13 +203,14 @@ def test_record_stores_failures_and_refuses_late_or_second_results(tmp_path: Pat
         wall_time_s=1.0,
         device="cpu",
     )
-    succeeded = {"state": "succeeded", "result": result}
+    succeeded = JobOutcome.succeeded(result)
 
-    def save(job_id: int, outcome: dict[str, Any], owner: str) -> JobReport:
-        return record(url_factory(url), job_id, "hps-equal", 0, spec, outcome, "v", owner=owner)
+    def save(job_id: int, outcome: JobOutcome, owner: str) -> JobReport:
+        item = WorkItem(job_id, 1, "hps-equal", 0, spec, key="k")
+        return record(url_factory(url), item, outcome, "v", owner=owner)
 
     error = "training loss not finite in epoch 0: [nan]"
-    assert save(diverging, {"state": "diverged", "error": error}, "A").recorded
+    assert save(diverging, JobOutcome(JobState.DIVERGED, error=error), "A").recorded
     # A result from a dispatcher that no longer holds the job (its lease was taken over).
     refused = save(late, succeeded, "B")
     assert not refused.recorded and refused.error is not None and "lease" in refused.error
@@ -232,4 +233,6 @@ def test_lease_option_is_checked() -> None:
     result = CliRunner().invoke(app, ["--database", "sqlite://", "run", "--lease", "10 minutes"])
     assert result.exit_code == 1
     assert "--lease: expected a positive duration such as 90s, 10m or 1h" in result.output
+    from submissions.cli import parse_lease
+
     assert parse_lease("90s") == timedelta(seconds=90) and parse_lease("1h") == timedelta(hours=1)

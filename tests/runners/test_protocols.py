@@ -4,6 +4,8 @@ Changing a field of a shipped protocol version silently changes the meaning of
 every result stored under it; a change of protocol is a new version.  The
 fingerprint covers every field that differs from the Protocol's default, so a
 new field added at its default (no behaviour change) keeps the old fingerprints.
+Fields that bound what a job may cost without changing what a finished job
+records (`NOT_RESULTS`) are left out.
 """
 
 from __future__ import annotations
@@ -32,10 +34,16 @@ PINNED = {
 }
 
 
+# A job past its time limit is failed, not recorded differently: the limit changes no result.
+NOT_RESULTS = {"time_limit_s"}
+
+
 def fingerprint(protocol: Protocol) -> str:
     """sha256 of the fields that differ from their defaults, as canonical JSON."""
     fields = {}
     for f in dataclasses.fields(protocol):
+        if f.name in NOT_RESULTS:
+            continue
         value = getattr(protocol, f.name)
         if f.default is not dataclasses.MISSING:
             default: Any = f.default

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 import runners.train
+from db.models import JobState
 from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.synthetic_scenes import SyntheticScenes
 from runners.benchmarks.synthetic_shapes import SyntheticShapes
-from runners.dispatch import execute
+from runners.jobs import execute
 from runners.models import ARCHITECTURES, MultiTaskModel
 from runners.models.base import BackboneChoice
 from runners.train import Diverged, model_from_spec, parameter_count, train
@@ -185,27 +186,29 @@ def test_non_finite_loss_is_reported_as_diverged(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(Diverged, match="not finite in epoch 0"):
         train(spec("hard-sharing", "equal"), seed=0)
     outcome = execute(json.dumps(spec("hard-sharing", "equal")), 0, cpus=1, gpus=0)
-    assert outcome["state"] == "diverged"
+    assert outcome.state == JobState.DIVERGED
 
 
 def test_a_raising_job_is_reported_as_failed_with_its_error() -> None:
     bad = spec("hard-sharing", "equal")
     bad["optimizer"]["lr"] = 5.0  # over the protocol's maximum: the worker re-checks
     outcome = execute(json.dumps(bad), 0, cpus=1, gpus=0)
-    assert outcome["state"] == "failed"
-    assert "exceeds the protocol's maximum" in outcome["error"]
+    assert outcome.state == JobState.FAILED
+    assert "exceeds the protocol's maximum" in str(outcome.error)
 
 
 def test_the_spec_reaches_a_worker_as_json_text_only() -> None:
     # Ray pickles task arguments: a submitter's data travels as a str, never as objects.
     for payload in (spec("hard-sharing", "equal"), b"{}", None):
         outcome = execute(payload, 0, cpus=1, gpus=0)  # type: ignore[arg-type]
-        assert outcome["state"] == "failed"
-        assert "a job's spec travels as a JSON string" in outcome["error"]
+        assert outcome.state == JobState.FAILED
+        assert "a job's spec travels as a JSON string" in str(outcome.error)
     outcome = execute("[1, 2]", 0, cpus=1, gpus=0)
-    assert outcome["state"] == "failed" and "a job's spec is a JSON object" in outcome["error"]
+    assert outcome.state == JobState.FAILED and "a job's spec is a JSON object" in str(
+        outcome.error
+    )
     outcome = execute(json.dumps(spec("hard-sharing", "equal")), True, cpus=1, gpus=0)
-    assert outcome["state"] == "failed" and "seed must be an int" in outcome["error"]
+    assert outcome.state == JobState.FAILED and "seed must be an int" in str(outcome.error)
 
 
 def test_the_worker_rechecks_the_model_size_before_building_it() -> None:
@@ -214,11 +217,11 @@ def test_the_worker_rechecks_the_model_size_before_building_it() -> None:
     wide["architecture"]["head_width"] = 256
     assert parameter_count(wide["architecture"], MINI) > PROTOCOL.max_parameters
     outcome = execute(json.dumps(wide), 0, cpus=1, gpus=0)
-    assert outcome["state"] == "failed"
+    assert outcome.state == JobState.FAILED
     assert (
         "ValueError: the model has 2,022,330 parameters;"
         " synthetic-scenes-mini v1 allows at most 1,000,000"
-    ) in outcome["error"]
+    ) in str(outcome.error)
 
 
 def test_parameters_are_counted_on_the_meta_device_exactly() -> None:

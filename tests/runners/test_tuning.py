@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from db.tunings import store_tuning
 from runners import tuning
 from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.synthetic_scenes import SyntheticScenes
-from runners.dispatch import run_jobs, tune_submissions
+from runners.dispatch import Dispatch, JobReport, RunSummary, WorkItem, run_jobs, with_chosen
 from runners.train import train
 from runners.tuning import Trial, TuningError
 from submissions.submit import check_file, store
@@ -269,9 +270,74 @@ def test_the_dispatcher_tunes_once_then_trains_the_seeds_with_the_chosen_values(
     monkeypatch.setattr(tuning, "tune_spec", refuse)
     with transaction(url) as session:
         job = session.scalars(select(Job).where(Job.seed == 1)).one()
-        item = (job.id, "hps-dwa-tuned", 1, dict(job.submission.spec))
-    work, failed = tune_submissions(session_factory(url), [item])
-    assert failed == [] and work == [(*item[:3], tuning.with_values(item[3], row.chosen))]
+        item = WorkItem(
+            job.id, job.submission_id, "hps-dwa-tuned", 1, dict(job.submission.spec), "k"
+        )
+    dispatch = Dispatch(session_factory(url), None, RunSummary(), tmp_path, None)  # type: ignore[arg-type]
+    assert dispatch.tune_first([item]) == [with_chosen(item, row.chosen)]
+    assert dispatch.waiting == {}
+
+
+def test_tuning_runs_beside_the_other_jobs_and_a_failed_one_respects_leases(
+    ray_local: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain job finishes while a tuning still runs; the failed tuning fails only held jobs.
+
+    The tuning waits for the plain job's report: a dispatcher that tuned before
+    sending any job would never report it, and the wait would time out.
+    """
+    url = f"sqlite:///{tmp_path / 'beside.sqlite'}"
+    (tmp_path / "tuned.yaml").write_text(TUNED)
+    plain = TUNED.replace("name: hps-dwa-tuned", "name: hps-equal-plain").replace(
+        "weighting: {name: dwa, temperature: 2.0}", "weighting: {name: equal}"
+    )
+    (tmp_path / "plain.yaml").write_text(plain.split("search:")[0])
+    with transaction(url) as session:
+        for name in ("tuned.yaml", "plain.yaml"):
+            checked = check_file(tmp_path / name)
+            assert checked.spec is not None, checked.problems
+            store(session, checked.spec, checked.source)
+        plain_ids = set(
+            session.scalars(
+                select(Job.id).join(Job.submission).where(Submission.name == "hps-equal-plain")
+            )
+        )
+    plain_done = threading.Event()
+    waited: list[bool] = []
+
+    def after_the_plain_jobs(spec: Any) -> Any:
+        waited.append(plain_done.wait(timeout=120))
+        with transaction(url) as session:  # another dispatcher took one job over
+            stolen = session.scalars(
+                select(Job).where(Job.id.not_in(plain_ids)).order_by(Job.id)
+            ).first()
+            assert stolen is not None
+            stolen.lease_owner = "another dispatcher"
+        raise TuningError("boom")
+
+    def seen(report: JobReport) -> None:
+        if report.job_id in plain_ids and report.recorded:
+            reported.add(report.job_id)
+            if reported == plain_ids:
+                plain_done.set()
+
+    reported: set[int] = set()
+    monkeypatch.setattr(tuning, "tune_spec", after_the_plain_jobs)
+    summary = run_jobs(url, on_report=seen)
+    assert waited == [True]  # the plain jobs were recorded while the tuning ran
+    with transaction(url) as session:
+        jobs = {j.id: j for j in session.scalars(select(Job))}
+    assert {i for i, j in jobs.items() if j.state == JobState.SUCCEEDED} == plain_ids
+    tuned = {i: j for i, j in jobs.items() if i not in plain_ids}
+    states = sorted((j.state.value, j.lease_owner == "another dispatcher") for j in tuned.values())
+    assert states == [("failed", False), ("failed", False), ("running", True)]
+    assert {j.error for j in tuned.values() if j.state == JobState.FAILED} == {
+        "tuning failed: TuningError: boom"
+    }
+    lost = [r for r in summary.reports if not r.recorded]
+    assert len(lost) == 1 and "no longer running under this dispatcher's lease" in str(
+        lost[0].error
+    )
 
 
 def test_a_failed_tuning_fails_the_submission_s_jobs_with_the_reason(
