@@ -353,4 +353,33 @@ def job_counts(session: Session) -> list[tuple[int, str, str, str, dict[str, int
     for sid, name, submitter, benchmark, state, count in rows:
         counts = table.setdefault(sid, (sid, name, submitter, benchmark, {}))[4]
         counts[JobState(state).value] = count
+    # Running jobs whose dispatcher's lease expired are shown as stalled, not running.
+    for job in stalled_jobs(session):
+        counts = table[job.submission_id][4]
+        counts[JobState.RUNNING.value] -= 1
+        if not counts[JobState.RUNNING.value]:
+            del counts[JobState.RUNNING.value]
+        counts[STALLED] = counts.get(STALLED, 0) + 1
     return list(table.values())
+
+
+# Not a state of its own: a running job whose lease expired, until a dispatcher requeues it.
+STALLED = "stalled"
+
+
+def stalled_jobs(session: Session, now: datetime | None = None) -> list[Job]:
+    """Running jobs whose lease expired before `now`: their dispatcher died or hangs.
+
+    The next `requeue_expired` (any `mtlb run`) puts them back in the queue.
+    """
+    now = utcnow() if now is None else now
+    return list(
+        session.scalars(
+            select(Job)
+            .where(
+                Job.state == JobState.RUNNING,
+                Job.lease_expires_at.is_(None) | (Job.lease_expires_at < now),
+            )
+            .order_by(Job.id)
+        )
+    )

@@ -183,7 +183,6 @@ def ensure_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        check_reachable(address)
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(address="local", **LOCAL_RAY, log_to_driver=False)  # type: ignore[arg-type]
@@ -265,6 +264,8 @@ def run_jobs(
     """
     if gpus_per_job is not None:
         gpu_share(gpus_per_job, "--gpus-per-job")
+    if address:
+        check_reachable(address)  # before claiming: an unreachable cluster claims nothing
     summary = RunSummary()
     factory = session_factory(url)
     owner = dispatcher_id()

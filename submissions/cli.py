@@ -213,13 +213,15 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from runners.benchmarks.base import gpu_share
-    from runners.dispatch import ClusterUnreachable, JobReport, run_jobs
+    from runners.dispatch import ClusterUnreachable, JobReport, check_reachable, run_jobs
 
     try:
         lease_length = parse_lease(lease)
         if gpus_per_job is not None:
             gpu_share(gpus_per_job, "--gpus-per-job")
-    except ValueError as e:
+        if address:
+            check_reachable(address)
+    except (ValueError, ClusterUnreachable) as e:
         err.print(f"error: {e}", markup=False)
         raise typer.Exit(1) from None
     with Progress(
@@ -276,20 +278,30 @@ def run(
 def status(ctx: typer.Context) -> None:
     """The queue: job states per submission."""
     from db.models import JobState
-    from db.queue import job_counts
+    from db.queue import STALLED, job_counts, stalled_jobs
 
     with transaction(ctx.obj) as session:
         rows = job_counts(session)
+        stalled = [(j.id, j.lease_owner, j.lease_expires_at) for j in stalled_jobs(session)]
     table = Table("#", "submission", "submitter", "benchmark", "jobs")
     for column in table.columns[1:4]:
         column.no_wrap = True
     table.columns[2].max_width = 20
     for sid, name, submitter, benchmark, counts in rows:
-        jobs = ", ".join(f"{counts[s.value]} {s.value}" for s in JobState if s.value in counts)
+        states = [*(s.value for s in JobState), STALLED]
+        jobs = ", ".join(f"{counts[s]} {s}" for s in states if s in counts)
         # Text, not str: a cell string would be read as Rich markup, and names are the
         # submitters' ("[/]" would raise, "[link=...]" would render).
         table.add_row(str(sid), Text(name), Text(submitter), Text(benchmark), jobs)
     console.print(table)
+    for job_id, owner, expired in stalled:
+        when = "" if expired is None else f" at {expired:%Y-%m-%d %H:%M:%S} UTC"
+        console.print(
+            Text(
+                f"job {job_id} stalled: the lease of its dispatcher ({owner or 'unknown'})"
+                f" expired{when}; the next `mtlb run` requeues it"
+            )
+        )
 
 
 @app.command()
