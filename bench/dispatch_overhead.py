@@ -87,7 +87,7 @@ def dispatched(url: str, jobs: int, cpus: int) -> dict[str, float]:
             writes += time.perf_counter() - started
 
     started = time.perf_counter()
-    ray.init(num_cpus=cpus, **dispatch.LOCAL_RAY, log_to_driver=False)  # type: ignore[arg-type]
+    ray.init(address="local", num_cpus=cpus, **dispatch.LOCAL_RAY, log_to_driver=False)  # type: ignore[arg-type]
     ray_start = time.perf_counter() - started
     dispatch.record = timed_record
     try:

@@ -31,8 +31,14 @@ PIPELINE_METHODS = ("hps-equal", "hps-dwa", "hps-pcgrad")
 def ray_local() -> Iterator[None]:
     import ray
 
+    # address="local": a private cluster, never one that Ray's current-cluster file names
+    # (a cluster started on this machine with `ray start`, maybe dead).
     ray.init(
-        num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2, log_to_driver=False
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 1024**2,
+        log_to_driver=False,
     )
     yield
     ray.shutdown()
