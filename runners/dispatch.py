@@ -318,6 +318,7 @@ class Dispatch:
     tuned: queue.Queue[tuple[int, dict[str, Any] | str]] = field(default_factory=queue.Queue)
     waiting: dict[int, list[WorkItem]] = field(default_factory=dict)  # on their tuning
     serial_bound: float = 0.0  # the sum of the time limits of the jobs sent so far
+    gpus_per_job: float | None = None
 
     def run(
         self,
@@ -480,11 +481,13 @@ class Dispatch:
         """Keep the outcome beside the job's checkpoint; put the job back in the queue."""
         folder = self.storage / item.key
         reason = f"{type(error).__name__}: {str(error.orig or error).splitlines()[0]}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / OUTCOME_FILE).write_text(outcome.to_json())
-        except OSError as e:
-            print(f"mtlb: keeping job {item.job_id}'s outcome failed: {e}", file=sys.stderr)
+        # A result is kept; a failure is not: the next attempt tries again.
+        if outcome.state == JobState.SUCCEEDED:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / OUTCOME_FILE).write_text(outcome.to_json())
+            except OSError as e:
+                print(f"mtlb: keeping job {item.job_id}'s outcome failed: {e}", file=sys.stderr)
         try:
             with self.factory.begin() as session:
                 release_jobs(session, self.keeper.owner, [item.job_id])
@@ -493,7 +496,8 @@ class Dispatch:
         return item.report(
             JobState.QUEUED,
             f"not recorded: the database could not be written ({reason}); the job goes back"
-            " to the queue, and its next attempt records the kept outcome",
+            " to the queue"
+            + (", and its next attempt records the kept result" if outcome.result else ""),
             recorded=False,
         )
 
