@@ -39,6 +39,8 @@ class Base(DeclarativeBase):
 class Role(enum.StrEnum):
     METHOD = "method"
     BASELINE = "baseline"
+    # A point of a benchmark's scalarisation front (`submissions.front`): ranked apart.
+    FRONT = "front"
 
 
 class JobState(enum.StrEnum):

@@ -162,6 +162,34 @@ def baselines(
             )
 
 
+@app.command()
+def front(
+    ctx: typer.Context,
+    benchmark: Annotated[str, typer.Argument(help="benchmark name")],
+    version: Annotated[int | None, typer.Option(help="protocol version (default: latest)")] = None,
+    tune: Annotated[
+        bool, typer.Option(help="tune each point's learning rate (the protocol's trial budget)")
+    ] = False,
+) -> None:
+    """Queue the scalarisation front: hard sharing with fixed weights on the task simplex."""
+    from runners.benchmarks import BENCHMARKS
+    from runners.registry import UnknownComponentError
+    from submissions.front import FrontError, queue_front
+
+    try:
+        bench = BENCHMARKS.get(benchmark)
+        bench.protocol(version or bench.latest_version)
+        with transaction(ctx.obj) as session:
+            stored = queue_front(session, benchmark, version, tune)
+    except (UnknownComponentError, KeyError, FrontError) as e:
+        err.print(f"error: {e.args[0]}", markup=False)
+        raise typer.Exit(1) from None
+    for s in stored:
+        console.print(
+            f"front #{s.submission_id} {s.name}: {s.jobs_queued} job(s) queued", markup=False
+        )
+
+
 LEASE_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 

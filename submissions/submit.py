@@ -126,8 +126,11 @@ def store(
     source: str,
     submitter: str = "",
     quota: int | None = None,
+    role: Role | None = None,
 ) -> Stored:
     """Store a valid spec and queue one job per protocol seed (idempotent).
+
+    `role`: by default a baseline for a single-task architecture, else a method.
 
     A new submission over `submitter`'s quota raises QuotaExceeded; the
     caller's transaction then stores nothing.  A duplicate never counts.
@@ -141,7 +144,7 @@ def store(
         spec=normalised,
         spec_hash=spec.spec_hash,
         source=source,
-        role=Role.BASELINE if single_task else Role.METHOD,
+        role=role or (Role.BASELINE if single_task else Role.METHOD),
         submitter=submitter,
     )
     # The new submission is flushed, so it counts itself.

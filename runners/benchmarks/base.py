@@ -118,6 +118,9 @@ class Protocol:
     # It bounds what a job may cost, it does not change what a finished job records, so
     # the protocol pins leave it out (tests/runners/test_protocols.py).
     time_limit_s: float = 48 * 3600.0
+    # The scalarisation front (`submissions.front`, `mtlb front`): fixed task weights on the
+    # grid of the task simplex with this many divisions (3 tasks at 4: 15 points).
+    front_divisions: int = 4
 
     def batch_size_for(self, backbone: str) -> int:
         """The batch size of a job whose backbone is `backbone`."""
