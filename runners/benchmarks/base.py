@@ -76,6 +76,11 @@ class Protocol:
     max_lr: float
     # The largest model a spec may ask for, in parameters (counted on the meta device).
     max_parameters: int
+    # The most forward FLOPs one input image may cost (counted on the meta device, as
+    # `runners.protocol_checks.model_cost` does; a multiply-add is 2).  The parameter
+    # limit alone lets a spec trade parameters for compute (many narrow experts, wide
+    # feature maps): cost is what the leaderboard compares, so the protocol bounds it.
+    max_flops: int
     # The optimiser of the single-task baseline, as it appears in a spec.
     baseline_optimizer: dict[str, Any] = field(default_factory=dict)
     resources: Resources = Resources()
