@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import abc
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from runners.paths import data_root as data_root  # re-exported: runners.dispatch imports it here
 from runners.registry import Registry
 from runners.tasks import Task
 
@@ -177,11 +176,6 @@ class Benchmark(abc.ABC):
         (the job's), so that a run repeats.
         """
         raise NotImplementedError(f"benchmark {self.name!r} has no augmentation")
-
-
-def data_root() -> Path:
-    """Where generated and real datasets live (MTLB_DATA_ROOT, else ~/.cache/mtlb)."""
-    return Path(os.environ.get("MTLB_DATA_ROOT", Path.home() / ".cache" / "mtlb"))
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark", parametrised=False)
