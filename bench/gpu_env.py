@@ -22,7 +22,7 @@ import runners.step
 import runners.train
 import runners.weighting
 from runners.benchmarks import BENCHMARKS
-from runners.benchmarks.base import data_root
+from runners.paths import data_root
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.base import Protocol
 from runners.benchmarks.npy_layout import NpyBenchmark, cache_root, scale_crop_flip
 from runners.models import ARCHITECTURES
-from runners.weighting import StepGraph
+from runners.step import TrainingStep
+from runners.weighting import WEIGHTINGS
 
 
 def evict(folder: Path) -> None:
@@ -101,17 +102,11 @@ def step_rate(benchmark: NpyBenchmark, backbone: str, batch: int, device: str, s
         "depth": torch.rand(batch, 1, h, w, device=device),
         "normal": torch.rand(batch, 3, h, w, device=device) - 0.5,
     }
-    shared = model.shared_parameters()
-    own = [model.task_parameters(t.name) for t in tasks]
+    # The training loop's step with equal weighting: the model's training loss, its backward.
+    step = TrainingStep(model, WEIGHTINGS.get("equal")(len(tasks)), optimizer, tasks, device)
 
     def one() -> None:
-        representation, outputs = model(data["image"])
-        graph = StepGraph(
-            [t.loss(outputs[t.name], data[t.name]) for t in tasks], representation, shared, own
-        )
-        optimizer.zero_grad(set_to_none=True)
-        graph.losses.sum().backward()
-        optimizer.step()
+        step(data)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 

@@ -31,8 +31,8 @@ from step_time import matmul_flops_per_second
 from torch.utils.flop_counter import FlopCounterMode
 
 from runners.benchmarks import BENCHMARKS
+from runners.protocol_checks import model_from_spec
 from runners.step import TrainingStep, describe, peak_memory, reset_peak_memory
-from runners.train import model_from_spec
 from runners.weighting import WEIGHTINGS
 from runners.weighting.base import GradientMethod
 

@@ -20,7 +20,7 @@ and its ratio to equal weighting in the same configuration.
 
 It also measures e, the share of an equal-weighting step spent in the shared
 encoder's backward pass (eager), and the bound 1 + (T-1)e on the cost of
-exact per-task gradients (design.md, "Performance notes"), and the achieved
+exact per-task gradients (docs/design.md, "Performance notes"), and the achieved
 FLOP/s of an equal-weighting step next to a large float32 matrix product's,
 the ceiling (on CUDA also with TF32, which cuDNN's convolutions may use).
 The last line is the results as JSON.

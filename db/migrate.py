@@ -35,7 +35,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
-from db.session import SchemaVersionError
+from db.errors import SchemaVersionError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The revision whose schema is what `Base.metadata.create_all` made before migrations existed.

@@ -1,6 +1,6 @@
 """SQLAlchemy models: submissions, campaigns, jobs, runs, metric values, curves.
 
-Vocabulary of design.md: a submission is a stored spec; a job is one
+Vocabulary of docs/design.md: a submission is a stored spec; a job is one
 (submission, seed, campaign) to execute; a run is a job's outcome with its
 provenance.  This package imports nothing else of ours.
 """

@@ -19,16 +19,15 @@ from typing import Any
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# Re-exported: callers (the CLI) catch it as db.session.SchemaVersionError.
+from db.errors import SchemaVersionError as SchemaVersionError
+
 URL_VARIABLE = "MTLB_DATABASE_URL"
 DEFAULT_URL = "sqlite:///mtlb.sqlite"
 
 
 def database_url(override: str | None = None) -> str:
     return override or os.environ.get(URL_VARIABLE) or DEFAULT_URL
-
-
-class SchemaVersionError(RuntimeError):
-    """The database's schema is not the one this code needs, or cannot be migrated to it."""
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -19,14 +19,27 @@ and the code cannot drift apart.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import pkgutil
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import pydantic
 
 T = TypeVar("T")
+
+
+def import_submodules(package: str, path: Iterable[str]) -> None:
+    """Import every module of `package` (its `__path__`), so that each registers its components.
+
+    A component registers where it is defined; a package that listed its
+    modules by hand would silently leave out one whose import was forgotten.
+    Called from the package's `__init__`; modules are imported in name order.
+    """
+    for module in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 class UnknownComponentError(KeyError):

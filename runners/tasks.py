@@ -4,7 +4,7 @@ Dense tasks predict per pixel, (B, C, H, W); image-level tasks predict one
 value per image, (B, C). A task knows nothing of architectures or weighting
 methods; the training loop asks it for a loss and a fresh metric state, and
 architectures ask `dense` which kind of head to build
-(`runners.models.architectures.make_head`).
+(`runners.models.heads.make_head`).
 """
 
 from __future__ import annotations

@@ -24,9 +24,14 @@ import runners.models
 import runners.weighting  # noqa: F401  (registers methods)
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
-from runners.models import ARCHITECTURES, BackboneChoice, MultiTaskModel
+from runners.models import BackboneChoice, MultiTaskModel
 from runners.models.base import paired_initialisation
 from runners.optim import OPTIMIZERS, SCHEDULERS
+from runners.protocol_checks import (
+    checked_parameters,
+    model_from_spec,
+    protocol_problems,
+)
 from runners.step import TrainingStep, peak_memory, reset_peak_memory
 from runners.weighting import WEIGHTINGS, Weighting
 
@@ -106,47 +111,6 @@ class DataParallel(Interface):
     def average(self, tensors: list[torch.Tensor]) -> None: ...
 
 
-def split_component(section: Mapping[str, Any], *reserved: str) -> tuple[str, dict[str, Any]]:
-    """A spec section {name, ...params} -> (name, params without the reserved keys)."""
-    params = {k: v for k, v in section.items() if k not in ("name", *reserved)}
-    return str(section["name"]), params
-
-
-def model_from_spec(
-    architecture: Mapping[str, Any], benchmark: Benchmark, *, pretrained: bool = False
-) -> MultiTaskModel:
-    """The model of a spec's `architecture` section, its parameters checked first.
-
-    `pretrained`: start the backbone from its ImageNet weights (the protocol's choice).
-    """
-    arch_name, arch_params = split_component(architecture, "backbone")
-    return ARCHITECTURES.get(arch_name)(
-        benchmark.tasks,
-        BackboneChoice.from_spec(architecture["backbone"], pretrained=pretrained),
-        **dict(ARCHITECTURES.parameters(arch_name).model_validate(arch_params)),
-    )
-
-
-def parameter_count(architecture: Mapping[str, Any], benchmark: Benchmark) -> int:
-    """Parameters of a spec's model, counted without allocating it (built on the meta device)."""
-    with torch.device("meta"):
-        model = model_from_spec(architecture, benchmark)
-    return sum(p.numel() for p in model.parameters())
-
-
-def model_size_problem(
-    architecture: Mapping[str, Any], benchmark: Benchmark, protocol: Protocol
-) -> str | None:
-    """Why the model is too large for the protocol, or None."""
-    count = parameter_count(architecture, benchmark)
-    if count <= protocol.max_parameters:
-        return None
-    return (
-        f"the model has {count:,} parameters; {benchmark.name} v{protocol.version}"
-        f" allows at most {protocol.max_parameters:,}"
-    )
-
-
 def build(
     spec: Mapping[str, Any], benchmark: Benchmark, protocol: Protocol, seed: int | None = None
 ) -> tuple[MultiTaskModel, Weighting, torch.optim.Optimizer, Any]:
@@ -156,38 +120,24 @@ def build(
     its spec as plain data, and the worker trusts nothing it did not check.
     `seed`: the job's, for a protocol that pairs initialisations across submissions.
     """
+    problems = protocol_problems(spec, benchmark, protocol)
+    if problems:
+        raise ValueError("; ".join(str(p) for p in problems))
     backbone = BackboneChoice.from_spec(spec["architecture"]["backbone"]).name
-    if backbone not in protocol.backbones:
-        raise ValueError(
-            f"backbone {backbone!r} is not allowed by {benchmark.name} v{protocol.version}"
-        )
-    # Counted on the meta device before anything is allocated.
-    too_large = model_size_problem(spec["architecture"], benchmark, protocol)
-    if too_large is not None:
-        raise ValueError(too_large)
     paired = seed if protocol.paired_initialisation else None
     with paired_initialisation(paired):
         model = model_from_spec(
             spec["architecture"], benchmark, pretrained=protocol.pretrained_for(backbone)
         )
     model.scale_outputs(protocol.output_scaling)
-    w_name, w_params = split_component(spec["weighting"])
-    weighting = WEIGHTINGS.get(w_name)(
-        len(benchmark.tasks), **dict(WEIGHTINGS.parameters(w_name).model_validate(w_params))
-    )
-    o_name, o_params = split_component(spec["optimizer"])
-    o_checked = dict(OPTIMIZERS.parameters(o_name).model_validate(o_params))
-    if o_checked.get("lr", 0.0) > protocol.max_lr:
-        raise ValueError(f"lr {o_checked['lr']} exceeds the protocol's maximum {protocol.max_lr}")
-    optimizer = OPTIMIZERS.get(o_name)([*model.parameters(), *weighting.parameters()], **o_checked)
+    w_name, w_params = checked_parameters("weighting", spec["weighting"])
+    weighting = WEIGHTINGS.get(w_name)(len(benchmark.tasks), **w_params)
+    o_name, o_params = checked_parameters("optimizer", spec["optimizer"])
+    optimizer = OPTIMIZERS.get(o_name)([*model.parameters(), *weighting.parameters()], **o_params)
     scheduler = None
     if spec.get("scheduler"):
-        s_name, s_params = split_component(spec["scheduler"])
-        scheduler = SCHEDULERS.get(s_name)(
-            optimizer,
-            protocol.epochs,
-            **dict(SCHEDULERS.parameters(s_name).model_validate(s_params)),
-        )
+        s_name, s_params = checked_parameters("scheduler", spec["scheduler"])
+        scheduler = SCHEDULERS.get(s_name)(optimizer, protocol.epochs, **s_params)
     return model, weighting, optimizer, scheduler
 
 
@@ -231,7 +181,7 @@ def train(
     generator = torch.Generator().manual_seed(seed)
 
     model, weighting, optimizer, scheduler = build(spec, benchmark, protocol, seed)
-    # channels_last: 2.4x faster for this kind of network on CPU (design.md).
+    # channels_last: 2.4x faster for this kind of network on CPU (docs/design.md).
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = weighting.to(device)
     if parallel is not None:
@@ -247,14 +197,7 @@ def train(
     spent_before = 0.0  # training time of earlier attempts (a resumed job)
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        weighting.load_checkpoint_state(state["weighting"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        generator.set_state(state["generator"].cpu())
-        curves = [CurvePoint(int(e), str(t), str(n), float(v)) for e, t, n, v in state["curves"]]
+        curves = restore_training_state(state, model, weighting, optimizer, scheduler, generator)
         first_epoch = int(state["epoch"]) + 1
         resumed_from_epoch = int(state["epoch"])
         spent_before = float(state.get("elapsed_s", 0.0))
@@ -309,14 +252,10 @@ def train(
             save_checkpoint(
                 checkpoint,
                 {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "weighting": weighting.checkpoint_state(),
-                    "scheduler": None if scheduler is None else scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "generator": generator.get_state(),
-                    "curves": [[c.epoch, c.task, c.name, c.value] for c in curves],
+                    **training_state(
+                        epoch, model, weighting, optimizer, scheduler, generator, curves
+                    ),
+                    # Time counts across attempts: a resumed job gets no fresh budget.
                     "elapsed_s": spent_before + time.perf_counter() - started,
                 },
             )
@@ -334,6 +273,52 @@ def train(
         library_versions={"torch": torch.__version__, "python": platform.python_version()},
         resumed_from_epoch=resumed_from_epoch,
     )
+
+
+def training_state(
+    epoch: int,
+    model: MultiTaskModel,
+    weighting: Weighting,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    curves: list[CurvePoint],
+) -> dict[str, Any]:
+    """Everything a run needs to go on after `epoch` as if it had never stopped.
+
+    Tensors and plain data only, so that `load_checkpoint` reads it with
+    `weights_only=True`.  The global torch generator is saved too: dropout and
+    the random methods (PCGrad, RLW, GradDrop) draw from it.
+    """
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "weighting": weighting.checkpoint_state(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "curves": [[c.epoch, c.task, c.name, c.value] for c in curves],
+    }
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: MultiTaskModel,
+    weighting: Weighting,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+) -> list[CurvePoint]:
+    """Put a `training_state` back into freshly built objects; return its curves."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    weighting.load_checkpoint_state(state["weighting"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    generator.set_state(state["generator"].cpu())
+    return [CurvePoint(int(e), str(t), str(n), float(v)) for e, t, n, v in state["curves"]]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -38,10 +38,9 @@ from db.tunings import store_tuning, tuning_of
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.jobs import JobOutcome
+from runners.protocol_checks import SECTIONS
 from runners.train import train
 
-# The spec sections whose parameters a search may cover, as `<section>.<parameter>`.
-SEARCH_SECTIONS = ("optimizer", "weighting", "architecture", "scheduler")
 # Key of a job's spec that carries the values it was trained with (see `with_values`).
 TUNED_KEY = "tuned"
 OBJECTIVE = "Δm per task (%) on the validation split against the spec's own values"
@@ -104,7 +103,7 @@ def validation_split(
 def _subset(data: Batch, index: np.ndarray) -> Batch:
     chosen = torch.from_numpy(index)
     out = {name: tensor[chosen].contiguous() for name, tensor in data.items()}
-    # The training loop's fast layout (design.md: channels_last).
+    # The training loop's fast layout (docs/design.md: channels_last).
     out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
 
@@ -127,7 +126,7 @@ def with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str,
     merged = json.loads(json.dumps(spec))
     for path, value in values.items():
         section, _, parameter = path.partition(".")
-        if section not in SEARCH_SECTIONS or not isinstance(merged.get(section), dict):
+        if section not in SECTIONS or not isinstance(merged.get(section), dict):
             raise ValueError(f"search parameter {path!r}: the spec has no {section!r} section")
         merged[section][parameter] = value
     merged[TUNED_KEY] = dict(values)

@@ -23,22 +23,12 @@ import pydantic
 from pydantic import Discriminator, Field, Tag
 
 from runners.benchmarks import Benchmark, Protocol
-from runners.models import ARCHITECTURES, BackboneChoice
-from runners.optim import OPTIMIZERS, SCHEDULERS
-from runners.registry import Registry, StrictModel, suggestion
-from runners.train import model_size_problem
-from runners.weighting import WEIGHTINGS
+from runners.protocol_checks import SECTIONS, protocol_problems
+from runners.registry import StrictModel, suggestion
 from submissions.loader import SpecError, clip, shown
 
 MAX_PARAMETERS = 4  # searched parameters per spec: the budget is a handful of trials
 MAX_CHOICES = 20
-
-SEARCH_SECTIONS: dict[str, Registry[Any]] = {
-    "optimizer": OPTIMIZERS,
-    "weighting": WEIGHTINGS,
-    "architecture": ARCHITECTURES,
-    "scheduler": SCHEDULERS,
-}
 
 
 class SearchRange(StrictModel):
@@ -108,10 +98,10 @@ def normalise(spec: dict[str, Any]) -> None:
 def _field(spec: dict[str, Any], path: str) -> tuple[str, Any] | None:
     """(component name, pydantic field) of `<section>.<parameter>`, or None if it has none."""
     section, _, parameter = path.partition(".")
-    component = spec.get(section) if section in SEARCH_SECTIONS else None
+    component = spec.get(section) if section in SECTIONS else None
     if not isinstance(component, dict):
         return None
-    fields = SEARCH_SECTIONS[section].parameters(component["name"]).model_fields
+    fields = SECTIONS[section].parameters(component["name"]).model_fields
     if parameter not in fields:
         return None
     return str(component["name"]), fields[parameter]
@@ -152,14 +142,14 @@ def _dimension_problems(
 ) -> list[SpecError]:
     where = f"search.{path}"
     section, dot, parameter = path.partition(".")
-    if not dot or section not in SEARCH_SECTIONS:
-        sections = ", ".join(SEARCH_SECTIONS)
+    if not dot or section not in SECTIONS:
+        sections = ", ".join(SECTIONS)
         return [SpecError(where, f"not <section>.<parameter> with a section among: {sections}")]
     component = spec.get(section)
     if not isinstance(component, dict):
         return [SpecError(where, f"the spec has no {section}")]
     name = component["name"]
-    model = SEARCH_SECTIONS[section].parameters(name)
+    model = SECTIONS[section].parameters(name)
     if parameter not in model.model_fields:
         known = list(model.model_fields)
         hint = suggestion(clip(parameter), known) if known else "; it has no parameters"
@@ -189,10 +179,8 @@ def _dimension_problems(
     problems = []
     for label, value in zip(labels, reached, strict=True):
         problem = _value_problem(model, component, parameter, value)
-        if problem is None and path == "optimizer.lr" and value > protocol.max_lr:
-            problem = f"exceeds the protocol's maximum of {protocol.max_lr}"
-        if problem is None and section == "architecture":
-            problem = _architecture_problem(spec, benchmark, protocol, parameter, value)
+        if problem is None:
+            problem = _protocol_problem(spec, benchmark, protocol, section, parameter, value)
         if problem is not None:
             problems.append(SpecError(where, f"{label} {shown(value)}: {problem}"))
     if not starts:
@@ -221,16 +209,15 @@ def _value_problem(
     return None
 
 
-def _architecture_problem(
-    spec: dict[str, Any], benchmark: Benchmark, protocol: Protocol, parameter: str, value: Any
+def _protocol_problem(
+    spec: dict[str, Any],
+    benchmark: Benchmark,
+    protocol: Protocol,
+    section: str,
+    parameter: str,
+    value: Any,
 ) -> str | None:
-    """What the benchmark's tasks and the protocol's model size say of one architecture value."""
-    architecture = {**spec["architecture"], parameter: value}
-    arch = ARCHITECTURES.get(architecture["name"])
-    backbone = BackboneChoice.from_spec(architecture["backbone"])
-    found = arch.check(
-        tuple(t.name for t in benchmark.tasks), backbone.encoder_type, _params(architecture)
-    )
-    if found:
-        return str(found[0][1])
-    return model_size_problem(architecture, benchmark, protocol)
+    """What the protocol says of the spec with one searched value (the spec's own values pass)."""
+    reached = {**spec, section: {**spec[section], parameter: value}}
+    found = protocol_problems(reached, benchmark, protocol)
+    return found[0].message if found else None

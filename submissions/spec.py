@@ -24,8 +24,8 @@ import runners.weighting  # noqa: F401  (registers weighting methods)
 from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES, BACKBONES, BackboneChoice
 from runners.optim import OPTIMIZERS, SCHEDULERS
+from runners.protocol_checks import SECTIONS, protocol_problems
 from runners.registry import Registry, StrictModel, suggestion
-from runners.train import model_size_problem
 from runners.weighting import WEIGHTINGS
 from submissions import search
 from submissions.loader import SpecError, clip, shown
@@ -76,14 +76,6 @@ def _backbone() -> Any:
 
 
 Text = Annotated[str, Field(max_length=2000)]
-
-
-SECTIONS: dict[str, Registry[Any]] = {
-    "architecture": ARCHITECTURES,
-    "weighting": WEIGHTINGS,
-    "optimizer": OPTIMIZERS,
-    "scheduler": SCHEDULERS,
-}
 
 
 @cache
@@ -165,10 +157,8 @@ def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError
 def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
     """What the benchmark's protocol allows; fills in protocol_version when omitted.
 
-    Epochs, batch size, seeds and resources are not in a spec at all: they
-    are the protocol's.  What a spec does choose is checked against it here:
-    the backbone, the weighting the architecture can use, the learning rate
-    and the size of the model.
+    The rules are `runners.protocol_checks.protocol_problems`, which the worker
+    applies again before it trains; then the search space, if any.
     """
     benchmark = BENCHMARKS.get(spec["benchmark"])
     if spec["protocol_version"] is None:
@@ -183,65 +173,7 @@ def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
             )
         ]
     protocol = benchmark.protocol(spec["protocol_version"])
-    problems = []
-    arch = ARCHITECTURES.get(spec["architecture"]["name"])
-    backbone = BackboneChoice.from_spec(spec["architecture"]["backbone"])
-    if backbone.name not in protocol.backbones:
-        problems.append(
-            SpecError(
-                "architecture.backbone",
-                f"{backbone.name!r} is not allowed by {benchmark.name}"
-                f" v{protocol.version} (allowed: {', '.join(protocol.backbones)})",
-            )
-        )
-    # What the architecture's parameters must satisfy with this benchmark's tasks and backbone.
-    arch_problems = [
-        SpecError(f"architecture.{field}", message)
-        for field, message in arch.check(
-            tuple(t.name for t in benchmark.tasks),
-            backbone.encoder_type,
-            {k: v for k, v in spec["architecture"].items() if k not in ("name", "backbone")},
-        )
-    ]
-    problems += arch_problems
-    if arch.allowed_weightings is not None and spec["weighting"]["name"] not in (
-        arch.allowed_weightings
-    ):
-        problems.append(
-            SpecError(
-                "weighting.name",
-                f"architecture {spec['architecture']['name']!r} cannot use weighting"
-                f" {spec['weighting']['name']!r}"
-                f" (allowed: {', '.join(sorted(arch.allowed_weightings))})",
-            )
-        )
-    arch_params = {k: v for k, v in spec["architecture"].items() if k not in ("name", "backbone")}
-    if (
-        not arch_problems
-        and WEIGHTINGS.get(spec["weighting"]["name"]).needs_representation
-        and not arch.provides_representation(
-            tuple(t.name for t in benchmark.tasks), backbone.encoder_type, arch_params
-        )
-    ):
-        problems.append(
-            SpecError(
-                "weighting.name",
-                f"weighting {spec['weighting']['name']!r} works on a shared representation,"
-                f" which architecture {spec['architecture']['name']!r} does not have"
-                " with these parameters",
-            )
-        )
-    lr = spec["optimizer"].get("lr")
-    if lr is not None and lr > protocol.max_lr:
-        problems.append(
-            SpecError("optimizer.lr", f"{lr} exceeds the protocol's maximum of {protocol.max_lr}")
-        )
-    # The model cannot be built (to count its parameters) with parameters it rejects.
-    too_large = (
-        None if arch_problems else model_size_problem(spec["architecture"], benchmark, protocol)
-    )
-    if too_large is not None:
-        problems.append(SpecError("architecture", too_large))
+    problems = [SpecError(p.field, p.message) for p in protocol_problems(spec, benchmark, protocol)]
     # The search space, once the spec's own values are known to be good.
     if not problems:
         problems += search.check(spec, benchmark, protocol)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import abc
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from runners.paths import data_root as data_root  # re-exported: runners.dispatch imports it here
 from runners.registry import Registry
 from runners.tasks import Task
 
@@ -76,6 +75,11 @@ class Protocol:
     max_lr: float
     # The largest model a spec may ask for, in parameters (counted on the meta device).
     max_parameters: int
+    # The most forward FLOPs one input image may cost (counted on the meta device, as
+    # `runners.protocol_checks.model_cost` does; a multiply-add is 2).  The parameter
+    # limit alone lets a spec trade parameters for compute (many narrow experts, wide
+    # feature maps): cost is what the leaderboard compares, so the protocol bounds it.
+    max_flops: int
     # The optimiser of the single-task baseline, as it appears in a spec.
     baseline_optimizer: dict[str, Any] = field(default_factory=dict)
     resources: Resources = Resources()
@@ -180,11 +184,6 @@ class Benchmark(abc.ABC):
         (the job's), so that a run repeats.
         """
         raise NotImplementedError(f"benchmark {self.name!r} has no augmentation")
-
-
-def data_root() -> Path:
-    """Where generated and real datasets live (MTLB_DATA_ROOT, else ~/.cache/mtlb)."""
-    return Path(os.environ.get("MTLB_DATA_ROOT", Path.home() / ".cache" / "mtlb"))
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark", parametrised=False)

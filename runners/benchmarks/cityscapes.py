@@ -47,6 +47,8 @@ PROTOCOL_V1 = Protocol(
     max_lr=0.1,
     # Every architecture at its defaults fits (MTAN on ResNet-50 is the largest).
     max_parameters=120_000_000,
+    # At the defaults the largest is MTAN on ResNet-50, 111 GFLOP per 128x256 image.
+    max_flops=150_000_000_000,
     baseline_optimizer=MTAN_ADAM,
     baseline_scheduler=MTAN_STEP,
     resources=Resources(cpus=4, gpus=1),

@@ -35,7 +35,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from runners.benchmarks.base import Batch, Benchmark, Protocol, data_root
+from runners.benchmarks.base import Batch, Benchmark, Protocol
+from runners.paths import data_root
 from runners.tasks import Segmentation, Task
 
 # The protocol's split -> the layout's folder.

@@ -19,7 +19,7 @@ Protocol v1, with the source of each value:
 - Augmentation on: random scale-crop (1.0, 1.2, 1.5) and horizontal flip,
   as CAGrad's `run.sh` (`--apply_augmentation`), Nash-MTL
   (`--apply-augmentation` default True) and LibMTL's `--aug`; the single-task
-  baseline of design.md (mIoU 0.3830, ...) is the CAGrad/Nash-MTL one,
+  baseline of docs/design.md (mIoU 0.3830, ...) is the CAGrad/Nash-MTL one,
   trained with it.  mtan's paper trained without: that would be another
   protocol version.
 - 3 seeds; one GPU and 4 CPUs per job (200 epochs of SegNet at 288x384 are
@@ -53,6 +53,9 @@ PROTOCOL_V1 = Protocol(
     # Every architecture at its defaults fits: single-task SegNet 75M, MTAN on ResNet-50 99M
     # (the largest); hard sharing 25M (SegNet) and 24M (ResNet-50).
     max_parameters=120_000_000,
+    # Every architecture at its defaults fits here too: MTAN on ResNet-50 needs 521 GFLOP
+    # per 288x384 image (the largest), single-task SegNet 345, hard sharing 120 and 88.
+    max_flops=600_000_000_000,
     baseline_optimizer=MTAN_ADAM,
     baseline_scheduler=MTAN_STEP,
     resources=Resources(cpus=4, gpus=1),

@@ -12,7 +12,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from runners.benchmarks.base import Benchmark, Protocol, data_root
+from runners.benchmarks.base import Benchmark, Protocol
+from runners.paths import data_root
 
 # render(split, count, size=..., version=...) -> arrays of the split
 Renderer = Callable[..., dict[str, np.ndarray]]

@@ -69,6 +69,8 @@ V2 = Protocol(
     backbones=("small-cnn",),
     max_lr=0.1,
     max_parameters=5_000_000,
+    # The default models need 12 (hard-sharing) to 32 (mtan) MFLOP per 32x32 image.
+    max_flops=250_000_000,
     baseline_optimizer={**ADAM, "lr": 3e-3},
     baseline_scheduler={"name": "cosine", "min_lr": 0.0},
     resources=Resources(cpus=1, gpus=0),
@@ -105,6 +107,8 @@ BENCHMARKS.register("synthetic-scenes")(
                 max_lr=0.1,
                 # The default models have 47k (hard-sharing) and 99k (single-task) parameters.
                 max_parameters=5_000_000,
+                # The default models need 50 (hard-sharing) to 128 (mtan) MFLOP per image.
+                max_flops=1_000_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
                 tuning_trials=8,
@@ -130,6 +134,7 @@ MINI_V1 = Protocol(
     max_lr=0.1,
     # A smoke test that runs in seconds: wide heads (over ~170 channels) are refused.
     max_parameters=1_000_000,
+    max_flops=250_000_000,
     baseline_optimizer=ADAM,
     resources=Resources(cpus=1, gpus=0),
     tuning_trials=2,

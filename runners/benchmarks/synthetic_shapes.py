@@ -69,6 +69,8 @@ BENCHMARKS.register("synthetic-shapes")(
                 max_lr=0.1,
                 # The default models have 28k (hard-sharing) and 106k (single-task) parameters.
                 max_parameters=5_000_000,
+                # The default models need 7 (hard-sharing) to 33 (mtan) MFLOP per image.
+                max_flops=250_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
                 time_limit_s=30 * 60.0,
@@ -95,6 +97,7 @@ BENCHMARKS.register("synthetic-shapes-mini")(
                 backbones=("small-cnn",),
                 max_lr=0.1,
                 max_parameters=1_000_000,
+                max_flops=250_000_000,
                 baseline_optimizer=ADAM,
                 resources=Resources(cpus=1, gpus=0),
                 time_limit_s=10 * 60.0,

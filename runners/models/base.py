@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from runners.models.pretrained import load_weights, weights_path
 from runners.registry import Registry
 from runners.tasks import Task
 
@@ -172,9 +173,8 @@ class BackboneChoice:
         with component_initialisation("backbone"):
             encoder = self.encoder_type(**self.params)
         if self.pretrained:
-            from runners.models.pretrained import load_weights
-
-            encoder.load_pretrained(load_weights(self.name))
+            path = weights_path(self.name, self.encoder_type.weights_file)
+            encoder.load_pretrained(load_weights(path))
         return encoder
 
 

@@ -10,8 +10,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import HeadWidth, make_head
 from runners.models.base import ARCHITECTURES, BackboneChoice, Encoder, Memory, MultiTaskModel
+from runners.models.heads import HeadWidth, make_head
 from runners.tasks import Task
 
 BranchPoints = Annotated[

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import HeadWidth, make_head
 from runners.models.base import ARCHITECTURES, BackboneChoice, MultiTaskModel
+from runners.models.heads import HeadWidth, make_head
 from runners.tasks import Task
 
 

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import HeadWidth, make_head
 from runners.models.backbones import conv_bn_relu
 from runners.models.base import (
     ARCHITECTURES,
@@ -19,6 +18,7 @@ from runners.models.base import (
     Memory,
     MultiTaskModel,
 )
+from runners.models.heads import HeadWidth, make_head
 from runners.models.resize import bilinear
 from runners.tasks import Task
 

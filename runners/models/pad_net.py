@@ -8,7 +8,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from runners.models.architectures import HeadWidth, make_head, upsample
 from runners.models.backbones import conv_bn_relu
 from runners.models.base import (
     ARCHITECTURES,
@@ -16,6 +15,7 @@ from runners.models.base import (
     MultiTaskModel,
     auxiliary_key,
 )
+from runners.models.heads import HeadWidth, make_head, upsample
 from runners.tasks import Task
 
 

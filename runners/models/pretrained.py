@@ -9,33 +9,27 @@ torchvision state dict, renamed) in `$MTLB_WEIGHTS_DIR`, by default the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from runners.benchmarks.base import data_root
-from runners.models.base import BACKBONES
+from runners.paths import WEIGHTS_DIR_ENV, weights_dir
 
-WEIGHTS_DIR_ENV = "MTLB_WEIGHTS_DIR"
+__all__ = ["WEIGHTS_DIR_ENV", "MissingWeightsError", "load_weights", "weights_path"]
 
 
 class MissingWeightsError(FileNotFoundError):
     """The protocol asks for ImageNet weights that are not in the weights folder."""
 
 
-def weights_dir() -> Path:
-    return Path(os.environ.get(WEIGHTS_DIR_ENV, data_root() / "weights"))
-
-
-def weights_path(backbone: str) -> Path:
-    """Where backbone `backbone`'s ImageNet weights must be; raises if they are not there."""
-    file = BACKBONES.get(backbone).weights_file
+def weights_path(backbone: str, file: str | None, folder: Path | None = None) -> Path:
+    """Where backbone `backbone`'s weights `file` must be (in `folder`, by default
+    `runners.paths.weights_dir()`); raises if it has none or they are not there."""
     if file is None:
         raise ValueError(
             f"backbone {backbone!r} has no ImageNet weights, and the protocol asks for them"
         )
-    path = weights_dir() / file
+    path = (folder or weights_dir()) / file
     if not path.is_file():
         raise MissingWeightsError(
             f"the protocol starts backbone {backbone!r} from ImageNet weights, expected in {path},"
@@ -45,8 +39,7 @@ def weights_path(backbone: str) -> Path:
     return path
 
 
-def load_weights(backbone: str) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = torch.load(
-        weights_path(backbone), map_location="cpu", weights_only=True
-    )
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from `path` (see `weights_path`): tensors only, nothing unpickled."""
+    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
     return state

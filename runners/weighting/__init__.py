@@ -1,27 +1,10 @@
-"""Weighting and gradient methods; importing this package registers them."""
+"""Weighting and gradient methods; importing this package registers them.
 
-from runners.weighting import (
-    aligned_mtl,
-    cagrad,
-    db_mtl,
-    dtp,
-    dwa,
-    equal,
-    famo,
-    fixed,
-    gls,
-    graddrop,
-    gradnorm,
-    gradvac,
-    imtl,
-    mgda,
-    mgda_ub,
-    nash_mtl,
-    pcgrad,
-    rlw,
-    uncertainty,
-    upgrad,
-)
+Every module of the package is imported (`runners.registry.import_submodules`),
+so a new method is one new file: it cannot be forgotten here.
+"""
+
+from runners.registry import import_submodules
 from runners.weighting.base import (
     PROPERTIES,
     WEIGHTINGS,
@@ -32,6 +15,8 @@ from runners.weighting.base import (
     Weighting,
 )
 
+import_submodules(__name__, __path__)
+
 __all__ = [
     "PROPERTIES",
     "WEIGHTINGS",
@@ -40,24 +25,4 @@ __all__ = [
     "LossWeighting",
     "StepGraph",
     "Weighting",
-    "aligned_mtl",
-    "cagrad",
-    "db_mtl",
-    "dtp",
-    "dwa",
-    "equal",
-    "famo",
-    "fixed",
-    "gls",
-    "graddrop",
-    "gradnorm",
-    "gradvac",
-    "imtl",
-    "mgda",
-    "mgda_ub",
-    "nash_mtl",
-    "pcgrad",
-    "rlw",
-    "uncertainty",
-    "upgrad",
 ]

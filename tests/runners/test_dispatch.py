@@ -42,4 +42,5 @@ def test_failed_job_is_recorded_and_others_succeed(ray_local: None, tmp_path: Pa
         assert states[("hps-equal", seed)] == (JobState.SUCCEEDED, None)
         state, error = states[("hps-uncertainty", seed)]
         assert state == JobState.FAILED
-        assert error is not None and "lr 5.0 exceeds the protocol's maximum 0.1" in error
+        assert error is not None
+        assert "optimizer.lr: 5.0 exceeds the protocol's maximum of 0.1" in error

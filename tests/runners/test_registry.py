@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+import inspect
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import pydantic
 import pytest
@@ -52,3 +57,71 @@ def test_parameter_without_default_is_rejected_at_registration() -> None:
 
     with pytest.raises(TypeError, match="'gain' needs a type and a default"):
         registry.register("bad")(Bad)
+
+
+# --- every component module is imported, and every component in it registered -------------
+
+
+def _component_classes() -> list[tuple[str, type, Registry[Any]]]:
+    """(module, class, its registry) of each component class defined outside the base modules."""
+    import runners.models
+    import runners.weighting
+    from runners.models import ARCHITECTURES, BACKBONES, Encoder, MultiTaskModel
+    from runners.weighting import WEIGHTINGS, Weighting
+
+    kinds: list[tuple[type, Registry[Any]]] = [
+        (Weighting, WEIGHTINGS),
+        (MultiTaskModel, ARCHITECTURES),
+        (Encoder, BACKBONES),
+    ]
+    found = []
+    for package in (runners.weighting, runners.models):
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name == "base":  # the interfaces themselves
+                continue
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ != module.__name__:
+                    continue
+                for base, registry in kinds:
+                    if issubclass(cls, base):
+                        found.append((module.__name__, cls, registry))
+    return found
+
+
+def test_import_submodules_imports_every_module_of_a_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the packages of components call: a new module needs no line anywhere else.
+    package = tmp_path / "probe_components"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from runners.registry import import_submodules\nimport_submodules(__name__, __path__)\n"
+    )
+    for name in ("alpha", "beta"):
+        (package / f"{name}.py").write_text(f"import sys\nsys.probe_seen.append({name!r})\n")
+    monkeypatch.setattr(sys, "probe_seen", [], raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("probe_components")
+    assert sys.probe_seen == ["alpha", "beta"]  # type: ignore[attr-defined]
+
+
+def test_every_component_class_is_registered() -> None:
+    """A class that defines a method, an architecture or a backbone is in its registry.
+
+    Intermediate bases are allowed: a class that is not registered must have a
+    registered subclass in the same module (e.g. the dilated ResNet of the two depths).
+    """
+    classes = _component_classes()
+    assert len(classes) >= 20
+    unregistered = []
+    for module, cls, registry in classes:
+        registered = {registry.get(name) for name in registry}
+        if cls in registered:
+            continue
+        subclasses = [
+            c for m, c, _ in classes if m == module and c is not cls and issubclass(c, cls)
+        ]
+        if not any(c in registered for c in subclasses):
+            unregistered.append(f"{module}.{cls.__name__}")
+    assert unregistered == []

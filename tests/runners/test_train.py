@@ -19,7 +19,8 @@ from runners.benchmarks.synthetic_shapes import SyntheticShapes
 from runners.jobs import execute
 from runners.models import ARCHITECTURES, MultiTaskModel
 from runners.models.base import BackboneChoice
-from runners.train import Diverged, model_from_spec, parameter_count, train
+from runners.protocol_checks import model_from_spec, parameter_count
+from runners.train import Diverged, train
 from runners.weighting import WEIGHTINGS
 from submissions.spec import validate
 
@@ -219,7 +220,7 @@ def test_the_worker_rechecks_the_model_size_before_building_it() -> None:
     outcome = execute(json.dumps(wide), 0, cpus=1, gpus=0)
     assert outcome.state == JobState.FAILED
     assert (
-        "ValueError: the model has 2,022,330 parameters;"
+        "ValueError: architecture: the model has 2,022,330 parameters;"
         " synthetic-scenes-mini v1 allows at most 1,000,000"
     ) in str(outcome.error)
 

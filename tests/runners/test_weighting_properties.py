@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from runners.benchmarks import BENCHMARKS
+from runners.step import TrainingStep
 from runners.train import build
 from runners.weighting import PROPERTIES, WEIGHTINGS, GradientMethod, StepGraph, Weighting
 from submissions.submit import check_file
@@ -282,22 +283,16 @@ def test_two_training_steps_on_the_default_model(
     shared = model.shared_parameters()
     own = [model.task_parameters(t.name) for t in tasks]
     before = [p.detach().clone() for p in model.parameters()]
+    # The training loop's own step: the model's training loss, the method's backward.
+    step = TrainingStep(model, weighting, optimizer, tasks, "cpu")
     for _ in range(2):
-        representation, outputs = model(mini_batch["image"])
-        graph = StepGraph(
-            [t.loss(outputs[t.name], mini_batch[t.name]) for t in tasks],
-            representation,
-            shared,
-            own,
-        )
-        assert bool(torch.isfinite(graph.losses).all())
-        optimizer.zero_grad(set_to_none=True)
-        weights = weighting.backward(graph)
+        losses, weights = step(mini_batch)
+        assert bool(torch.isfinite(losses).all())
         assert weights.shape == (len(tasks),) and bool(torch.isfinite(weights).all())
+        # The step leaves the gradients it applied in place.
         for p in [*shared, *(q for group in own for q in group)]:
             assert p.grad is not None and bool(torch.isfinite(p.grad).all())
-        optimizer.step()
-    weighting.end_epoch(graph.losses.detach())
+    weighting.end_epoch(losses)
     changed = [not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True)]
     assert all(changed[: len(shared)]) or sum(changed) > len(changed) // 2
     # Every task's own parameters moved.

@@ -77,7 +77,7 @@ def test_the_search_space_is_hashed_and_its_absence_keeps_old_hashes() -> None:
     [
         (
             "search: {optimizer.lr: {low: 1.0e-4, high: 0.5}}",
-            "search.optimizer.lr: high 0.5: exceeds the protocol's maximum of 0.1",
+            "search.optimizer.lr: high 0.5: 0.5 exceeds the protocol's maximum of 0.1",
         ),
         (
             "search: {optimizer.lr: {low: 1.0e-4, high: 20.0}}",
@@ -91,7 +91,7 @@ def test_the_search_space_is_hashed_and_its_absence_keeps_old_hashes() -> None:
         (
             "search: {loss.scale: {low: 1, high: 4}}",
             "search.loss.scale: not <section>.<parameter> with a section among:"
-            " optimizer, weighting, architecture, scheduler",
+            " architecture, weighting, optimizer, scheduler",
         ),
         (
             "search: {scheduler.min_lr: {low: 0.0, high: 0.1}}",
@@ -160,7 +160,7 @@ def test_every_problem_of_a_search_space_is_listed() -> None:
         "  weighting.temperature: {low: 3.0, high: 4.0}\n"
     )
     assert problems == [
-        "search.optimizer.lr: high 0.5: exceeds the protocol's maximum of 0.1",
+        "search.optimizer.lr: high 0.5: 0.5 exceeds the protocol's maximum of 0.1",
         "search.weighting.temperature: the spec's own value 2.0 (the starting point)"
         " is not in the range",
     ]
