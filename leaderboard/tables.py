@@ -39,6 +39,7 @@ ROLE = "role"
 DELTA_M = "Δm"
 CI = "± 95% CI"
 SEEDS = "seeds"
+# A column of the ranking and a status of the filter alike: jobs queued or running, failed.
 PENDING = "pending"
 FAILED = "failed"
 RERUN_DELTA_M = "latest rerun Δm"
@@ -56,15 +57,12 @@ PAGE = "page"
 IDENTITY = ["architecture", "backbone", "weighting", "optimizer"]
 COSTS = [PARAMETERS, FLOPS, WALL_TIME, GPU_MEMORY]
 
-# What the status filter offers; a submission can be in several.
-HAS_RESULTS = "has results"
-STATUS_PENDING = "pending"
-STATUS_FAILED = "failed"
-STATUS_REPORTED = "reported"
-STATUSES = (HAS_RESULTS, STATUS_PENDING, STATUS_FAILED, STATUS_REPORTED)
 # The source of a ranking row: trained by the platform, or reported in a paper (`db.reported`).
 PLATFORM = "platform"
 REPORTED = "reported"
+# What the status filter offers; a submission can be in several.  Reported rows are REPORTED.
+HAS_RESULTS = "has results"
+STATUSES = (HAS_RESULTS, PENDING, FAILED, REPORTED)
 
 Row = Mapping[str, Any]
 
@@ -200,14 +198,14 @@ def status_of(row: Row) -> set[str]:
     A reported (paper) result is only 'reported' (`reported_rows`).
     """
     if row.get("source") == REPORTED:
-        return {STATUS_REPORTED}
+        return {REPORTED}
     found = set()
     if row.get("seeds"):
         found.add(HAS_RESULTS)
     if row.get("pending_jobs"):
-        found.add(STATUS_PENDING)
+        found.add(PENDING)
     if row.get("failed_jobs"):
-        found.add(STATUS_FAILED)
+        found.add(FAILED)
     return found
 
 
