@@ -118,7 +118,7 @@ def details_frame(reported: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "Δm per metric ↓": r[PER_METRIC],
             "against (reported baseline)": r["baseline_name"] or r["delta_m_note"],
             "citation": r["citation"],
-            "link": r["url"] or None,
+            "link": tables.paper_link(r["url"]),
             "note": r["note"],
         }
         for r in reported

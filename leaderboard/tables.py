@@ -19,6 +19,7 @@ import pandas as pd  # no pandas-stubs in dev deps
 
 from db.models import FINISHED_STATES, JobState
 from db.queries import MetricColumn, SeedResult
+from db.reported import web_url
 from db.reruns import reproduced as _reproduced
 from leaderboard import paired, stats
 from leaderboard.text import (
@@ -218,6 +219,16 @@ def submission_link(submission_id: int, params: Mapping[str, str] | None = None)
     return "submission?" + urlencode({"submission": str(submission_id), **(params or {})})
 
 
+def paper_link(url: str) -> str | None:
+    """A reported result's link, only if it is a web address (`db.reported.web_url`); a
+    `javascript:` or `data:` one stored before the importer refused them is not linked.
+
+    >>> paper_link("https://arxiv.org/abs/1"), paper_link("javascript:alert(1)"), paper_link("")
+    ('https://arxiv.org/abs/1', None, None)
+    """
+    return url if web_url(url) else None
+
+
 def _int(value: Any) -> int | None:
     return None if value is None else round(float(value))
 
@@ -297,7 +308,7 @@ def ranking_frame(
         record[CITATION] = row.get("citation", "")
         # A reported result links to its paper.
         if row.get("source") == REPORTED:
-            record[PAGE] = row.get("url") or None
+            record[PAGE] = paper_link(row.get("url") or "")
         else:
             record[PAGE] = submission_link(row["id"], link_params)
         records.append(record)

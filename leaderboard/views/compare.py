@@ -18,7 +18,11 @@ def choose(rows: list[dict[str, Any]], convention: str) -> list[int]:
     order = [row["id"] for row in tables.by_delta_m(rows, convention)]
     current = st.session_state.get(CHOICE_KEY)
     if not isinstance(current, list) or not set(current) <= set(order):
-        wanted = [i for i in site.parse_ids(st.query_params.get(site.COMPARE_PARAM)) if i in order]
+        given = st.query_params.get(site.COMPARE_PARAM)
+        notice = site.ids_notice(site.COMPARE_PARAM, given)
+        if notice is not None:
+            st.warning(notice, icon=":material/link_off:")
+        wanted = [i for i in site.parse_ids(given) if i in order]
         st.session_state[CHOICE_KEY] = wanted or order[:2]
     chosen = st.multiselect(
         "Submissions (the first is the reference)", order,

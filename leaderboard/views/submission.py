@@ -12,7 +12,7 @@ import streamlit as st
 from db.delta_m import CONVENTIONS, PER_METRIC, PER_TASK
 from db.queries import MetricColumn
 from leaderboard import charts, data, exports, paired, site, tables
-from leaderboard.text import CONVENTION_LABELS, escape_markdown, format_mean_std
+from leaderboard.text import CONVENTION_LABELS, escape_markdown, format_mean_std, last_line
 
 CHOICE_KEY = "submission_choice"
 SHORT_LABELS = {PER_TASK: "Δm per task ↑", PER_METRIC: "Δm per metric ↓"}
@@ -23,7 +23,11 @@ def choose(rows: list[dict[str, Any]], convention: str) -> int:
     names = tables.display_names(rows)
     order = [row["id"] for row in tables.by_delta_m(rows, convention)]
     if st.session_state.get(CHOICE_KEY) not in order:
-        wanted = site.parse_ids(st.query_params.get(site.SUBMISSION_PARAM))
+        given = st.query_params.get(site.SUBMISSION_PARAM)
+        notice = site.ids_notice(site.SUBMISSION_PARAM, given)
+        if notice is not None:
+            st.warning(notice, icon=":material/link_off:")
+        wanted = site.parse_ids(given)
         st.session_state[CHOICE_KEY] = next((i for i in wanted if i in order), order[0])
     chosen = st.selectbox(
         "Submission", order, format_func=lambda i: f"{names[i]} (#{i})", key=CHOICE_KEY
@@ -156,8 +160,9 @@ def jobs_section(jobs: list[dict[str, Any]]) -> None:
     site.jobs_table(tables.jobs_frame(jobs).drop(columns=["submission", "benchmark"]))
     for job in jobs:
         if job.get("error"):
+            # The last line only: the traceback above it names files on the workers.
             with st.expander(f"Job {job['id']} (seed {job['seed']}): {job['state']}"):
-                st.code(job["error"], language=None)
+                st.code(last_line(job["error"]), language=None)
 
 
 def render() -> None:
