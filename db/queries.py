@@ -1,11 +1,17 @@
-"""Read-only queries for the leaderboard site.  Plain rows out; no pandas here."""
+"""Read-only queries for the leaderboard site.  Typed rows out (dataclasses); no pandas here.
+
+A ranking has two kinds of row, told apart by their `source`: a submission's
+(`RankingRow`, trained and evaluated by the platform) and a paper's
+(`ReportedRow`, `db.reported`).  A run's Δm is a `RunDelta`, a job a `JobRow`.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -26,6 +32,7 @@ from db.models import (
     Job,
     JobState,
     MetricValue,
+    Role,
     Run,
     Submission,
     Tuning,
@@ -34,6 +41,211 @@ from db.reruns import reproduced
 
 PENDING_STATES = (JobState.QUEUED, JobState.RUNNING)
 FAILED_STATES = (JobState.FAILED, JobState.DIVERGED)
+
+# The source of a ranking row: trained here, or reported in a paper.
+PLATFORM: Literal["platform"] = "platform"
+REPORTED: Literal["reported"] = "reported"
+
+T = TypeVar("T")
+MetricKey = tuple[str, str]  # (task, metric)
+
+
+def by_convention(convention: str, per_task: T, per_metric: T) -> T:
+    """The value of a Δm convention (`db.delta_m.PER_TASK` or `PER_METRIC`).
+
+    >>> by_convention("per_metric", 1.0, -2.0)
+    -2.0
+    >>> by_convention("per_seed", 1.0, -2.0)
+    Traceback (most recent call last):
+    ValueError: unknown Δm convention 'per_seed'; expected 'per_task' or 'per_metric'
+    """
+    if convention == PER_TASK:
+        return per_task
+    if convention == PER_METRIC:
+        return per_metric
+    raise ValueError(
+        f"unknown Δm convention {convention!r}; expected {PER_TASK!r} or {PER_METRIC!r}"
+    )
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A (task, metric) of a benchmark version, with its direction; position 0 is the headline."""
+
+    task: str
+    metric: str
+    higher_is_better: bool
+    position: int
+
+
+@dataclass(frozen=True)
+class RunDelta:
+    """Δm of one run (seed) in both conventions, against `baseline_submission_id`'s runs."""
+
+    run_id: int
+    submission_id: int
+    campaign_id: int
+    seed: int
+    finished_at: datetime | None
+    per_task: float | None
+    per_metric: float | None
+    baseline_submission_id: int | None
+
+    def value(self, convention: str) -> float | None:
+        return by_convention(convention, self.per_task, self.per_metric)
+
+
+@dataclass(frozen=True)
+class RankingRow:
+    """A submission of a benchmark version, as the ranking shows it (`ranking_results`).
+
+    Δm statistics are over the runs of its original campaign (`run_deltas`):
+    the mean and sample standard deviation per convention (std None for one
+    run, both None without a trained baseline).  The latest rerun campaign
+    (`rerun_*`) is shown beside it and judged against it (`*_reproduced`:
+    `db.reruns.reproduced`, None when not judged).  Costs are means over the
+    runs, the GPU memory the largest.  `pending_jobs` and `failed_jobs` come
+    from `with_jobs`.
+    """
+
+    id: int
+    name: str
+    description: str
+    authors: tuple[str, ...]
+    architecture: str
+    backbone: str
+    weighting: str
+    optimizer: str
+    role: Role
+    spec_hash: str
+    benchmark: str
+    protocol_version: int
+    submitted_at: datetime | None
+    seeds: int
+    parameters: float | None
+    flops: float | None
+    wall_time_s: float | None
+    peak_gpu_memory_bytes: int | None
+    device: str | None
+    last_result: datetime | None
+    metrics: dict[MetricKey, float]
+    run_deltas: tuple[RunDelta, ...]
+    original_campaign_id: int | None
+    baseline_submission_id: int | None
+    per_task_mean: float | None
+    per_task_std: float | None
+    per_metric_mean: float | None
+    per_metric_std: float | None
+    rerun_campaign: str | None
+    rerun_seeds: int
+    rerun_per_task_mean: float | None
+    rerun_per_metric_mean: float | None
+    per_task_reproduced: bool | None
+    per_metric_reproduced: bool | None
+    tuned_values: dict[str, Any] | None  # what equal-budget tuning chose; None if untuned
+    pending_jobs: int = 0
+    failed_jobs: int = 0
+    source: Literal["platform"] = PLATFORM
+
+    def mean(self, convention: str) -> float | None:
+        return by_convention(convention, self.per_task_mean, self.per_metric_mean)
+
+    def std(self, convention: str) -> float | None:
+        return by_convention(convention, self.per_task_std, self.per_metric_std)
+
+    def rerun_mean(self, convention: str) -> float | None:
+        return by_convention(convention, self.rerun_per_task_mean, self.rerun_per_metric_mean)
+
+    def reproduced(self, convention: str) -> bool | None:
+        return by_convention(convention, self.per_task_reproduced, self.per_metric_reproduced)
+
+
+@dataclass(frozen=True)
+class ReportedRow:
+    """A result reported in a paper (`db.reported`): one value per metric, no seeds.
+
+    Its Δm (`per_task`, `per_metric`; None with the reason in `delta_m_note`)
+    is against the reported baseline of its backbone, never against runs.
+    It is shown in the ranking, unranked, under the key `id`.
+    """
+
+    reported_id: int
+    name: str
+    architecture: str
+    weighting: str
+    backbone: str
+    role: Role
+    citation: str
+    url: str
+    note: str
+    metrics: dict[MetricKey, float]
+    columns: tuple[MetricColumn, ...]  # the metrics it reports, with their directions
+    per_task: float | None
+    per_metric: float | None
+    delta_m_note: str
+    baseline_reported_id: int | None
+    baseline_name: str | None
+    authors: tuple[str, ...] = ()
+    optimizer: str = ""
+    source: Literal["reported"] = REPORTED
+
+    @property
+    def id(self) -> int:
+        """Its key among the ranking's rows: -reported_id, never a submission's id."""
+        return -self.reported_id
+
+    @property
+    def description(self) -> str:
+        return " ".join(part for part in (self.citation, self.note) if part)
+
+    def mean(self, convention: str) -> float | None:
+        return by_convention(convention, self.per_task, self.per_metric)
+
+
+def reported_rows(session: Session, benchmark: str, version: int) -> list[ReportedRow]:
+    """The reported results of a benchmark version (`db.reported.reported_results`), typed."""
+    return [
+        ReportedRow(
+            reported_id=r["reported_id"],
+            name=r["name"],
+            architecture=r["architecture"],
+            weighting=r["weighting"],
+            backbone=r["backbone"],
+            role=Role(r["role"]),
+            citation=r["citation"],
+            url=r["url"],
+            note=r["note"],
+            metrics=dict(r["metrics"]),
+            columns=tuple(MetricColumn(t, m, bool(h), int(p)) for t, m, h, p in r["columns"]),
+            per_task=r[PER_TASK],
+            per_metric=r[PER_METRIC],
+            delta_m_note=r["delta_m_note"],
+            baseline_reported_id=r["baseline_reported_id"],
+            baseline_name=r["baseline_name"],
+        )
+        for r in reported.reported_results(session, benchmark, version)
+    ]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job on the queue (`jobs`), with its submission's name and benchmark.
+
+    `error` is the full text a failed job recorded (a traceback included).
+    """
+
+    id: int
+    submission_id: int
+    name: str
+    benchmark: str
+    campaign: str
+    seed: int
+    state: JobState
+    attempts: int
+    error: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class DataVersion(NamedTuple):
@@ -141,14 +353,6 @@ def original_runs(benchmark: str, version: int) -> Select[int]:
     )
 
 
-@dataclass(frozen=True)
-class MetricColumn:
-    task: str
-    metric: str
-    higher_is_better: bool
-    position: int
-
-
 def metric_columns(session: Session, benchmark: str, version: int) -> list[MetricColumn]:
     """Every (task, metric) reported for a benchmark version, in task order, headline first."""
     rows = session.execute(
@@ -164,28 +368,24 @@ def metric_columns(session: Session, benchmark: str, version: int) -> list[Metri
     return sorted(columns, key=lambda c: (first_seen[c.task], c.task, c.position))
 
 
-def ranking(session: Session, benchmark: str, version: int) -> list[dict[str, Any]]:
+def ranking(session: Session, benchmark: str, version: int) -> list[RankingRow]:
     """`ranking_results` with each submission's jobs pending and failed (`job_summary`)."""
     return with_jobs(
         ranking_results(session, benchmark, version), job_summary(session, benchmark, version)
     )
 
 
-def ranking_results(session: Session, benchmark: str, version: int) -> list[dict[str, Any]]:
-    """One row per submission of a benchmark version: identity, Δm over seeds, mean metrics, cost.
+def ranking_results(session: Session, benchmark: str, version: int) -> list[RankingRow]:
+    """One `RankingRow` per submission of a benchmark version, by id.
 
     Δm per run comes from the SQL of `db.delta_m` (`run_deltas`, one pass over
-    the metric values); its mean and sample standard deviation over runs
-    (`{convention}_mean`, `{convention}_std`; the std is None for one run, both
-    None without a trained baseline) are taken here, and the runs' values are
-    kept in `run_deltas` for confidence intervals and tests.
+    the metric values); its mean and sample standard deviation over runs are
+    taken here (`mean_std`), and the runs' values kept in `run_deltas` for
+    confidence intervals and pairing.
 
     Everything is computed from the runs of each submission's original
-    campaign (`original_runs`).  Reruns add `original_campaign_id`,
-    `rerun_campaign` (the latest other campaign with Δm, or None),
-    `rerun_seeds`, `rerun_{convention}_mean` and `{convention}_reproduced`
-    (`db.reruns.reproduced` of that latest rerun against the original: True,
-    False, or None when not judged).
+    campaign (`original_runs`).  The latest other campaign with Δm is the
+    rerun shown beside it, judged by `db.reruns.reproduced`.
     """
     runs = (
         select(
@@ -203,75 +403,109 @@ def ranking_results(session: Session, benchmark: str, version: int) -> list[dict
         .group_by(Run.submission_id)
         .subquery("runs")
     )
-    rows = session.execute(
-        select(
-            Submission.id,
-            Submission.name,
-            Submission.description,
-            Submission.authors,
-            Submission.architecture,
-            Submission.backbone,
-            Submission.weighting,
-            Submission.optimizer,
-            Submission.role,
-            Submission.spec_hash,
-            Submission.benchmark,
-            Submission.protocol_version,
-            Submission.submitted_at,
-            func.coalesce(runs.c.seeds, 0).label("seeds"),
-            runs.c.parameters,
-            runs.c.flops,
-            runs.c.wall_time_s,
-            runs.c.peak_gpu_memory_bytes,
-            runs.c.device,
-            runs.c.last_result,
-        )
+    identity = (
+        Submission.id,
+        Submission.name,
+        Submission.description,
+        Submission.authors,
+        Submission.architecture,
+        Submission.backbone,
+        Submission.weighting,
+        Submission.optimizer,
+        Submission.role,
+        Submission.spec_hash,
+        Submission.benchmark,
+        Submission.protocol_version,
+        Submission.submitted_at,
+    )
+    costs = (
+        runs.c.parameters,
+        runs.c.flops,
+        runs.c.wall_time_s,
+        runs.c.peak_gpu_memory_bytes,
+        runs.c.device,
+        runs.c.last_result,
+    )
+    submissions = session.execute(
+        select(*identity, func.coalesce(runs.c.seeds, 0), *costs)
         .outerjoin(runs, runs.c.submission_id == Submission.id)
         .where(in_version(benchmark, version))
         .order_by(Submission.id)
-    ).mappings()
-    table = [dict(row) for row in rows]
+    ).all()
     means = metric_means(session, benchmark, version)
     originals = _original_campaign_ids(session, benchmark, version)
-    per_run: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    per_run: dict[int, dict[int, list[RunDelta]]] = {}
     for delta in run_deltas(session, benchmark, version):
-        campaigns = per_run.setdefault(delta["submission_id"], {})
-        campaigns.setdefault(delta["campaign_id"], []).append(delta)
+        campaigns = per_run.setdefault(delta.submission_id, {})
+        campaigns.setdefault(delta.campaign_id, []).append(delta)
     names = dict(session.execute(select(Campaign.id, Campaign.name)).all()) if per_run else {}
-    for row in table:
-        row["metrics"] = means.get(row["id"], {})
-        original = originals.get(row["id"])
-        by_campaign = per_run.get(row["id"], {})
-        deltas = by_campaign.get(original, []) if original is not None else []
-        row["run_deltas"] = deltas
-        row["original_campaign_id"] = original
-        reruns = sorted(c for c in by_campaign if c != original)
-        latest = by_campaign[reruns[-1]] if reruns else []
-        row["rerun_campaign"] = names.get(reruns[-1]) if reruns else None
-        row["rerun_seeds"] = len(latest)
-        for convention in (PER_TASK, PER_METRIC):
-            rerun_values = [d[convention] for d in latest]
-            row[f"rerun_{convention}_mean"] = mean_std(rerun_values)[0]
-            row[f"{convention}_reproduced"] = reproduced(
-                [d[convention] for d in deltas], rerun_values
-            )
-        row["baseline_submission_id"] = max(
-            (d["baseline_submission_id"] for d in deltas), default=None
-        )
-        for convention in (PER_TASK, PER_METRIC):
-            mean, std = mean_std([d[convention] for d in deltas])
-            row[f"{convention}_mean"] = mean
-            row[f"{convention}_std"] = std
+    ids = [row[0] for row in submissions]
     # Tuned entries (`runners.tuning`): the values their seeds trained with; None if untuned.
-    ids = [row["id"] for row in table]
     tuned: dict[int, dict[str, Any]] = dict(
         session.execute(
             select(Tuning.submission_id, Tuning.chosen).where(Tuning.submission_id.in_(ids))
         ).all()
     )
-    for row in table:
-        row["tuned_values"] = tuned.get(row["id"])
-    return table
+    out = []
+    for (sid, name, description, authors, architecture, backbone, weighting, optimizer, role,
+         spec_hash, bench, protocol_version, submitted_at, seeds, parameters, flops, wall_time,
+         memory, device, last) in submissions:  # fmt: skip
+        original = originals.get(sid)
+        by_campaign = per_run.get(sid, {})
+        deltas = by_campaign.get(original, []) if original is not None else []
+        reruns = sorted(c for c in by_campaign if c != original)
+        latest = by_campaign[reruns[-1]] if reruns else []
+        stats = {c: mean_std(_values(deltas, c)) for c in (PER_TASK, PER_METRIC)}
+        judged = {
+            c: reproduced(_values(deltas, c), _values(latest, c)) for c in (PER_TASK, PER_METRIC)
+        }
+        out.append(
+            RankingRow(
+                id=sid,
+                name=name,
+                description=description,
+                authors=tuple(authors or ()),
+                architecture=architecture,
+                backbone=backbone,
+                weighting=weighting,
+                optimizer=optimizer,
+                role=role,
+                spec_hash=spec_hash,
+                benchmark=bench,
+                protocol_version=protocol_version,
+                submitted_at=submitted_at,
+                seeds=int(seeds),
+                parameters=None if parameters is None else float(parameters),
+                flops=None if flops is None else float(flops),
+                wall_time_s=None if wall_time is None else float(wall_time),
+                peak_gpu_memory_bytes=None if memory is None else int(memory),
+                device=device,
+                last_result=last,
+                metrics=means.get(sid, {}),
+                run_deltas=tuple(deltas),
+                original_campaign_id=original,
+                baseline_submission_id=max(
+                    (b for d in deltas if (b := d.baseline_submission_id) is not None),
+                    default=None,
+                ),
+                per_task_mean=stats[PER_TASK][0],
+                per_task_std=stats[PER_TASK][1],
+                per_metric_mean=stats[PER_METRIC][0],
+                per_metric_std=stats[PER_METRIC][1],
+                rerun_campaign=names.get(reruns[-1]) if reruns else None,
+                rerun_seeds=len(latest),
+                rerun_per_task_mean=mean_std(_values(latest, PER_TASK))[0],
+                rerun_per_metric_mean=mean_std(_values(latest, PER_METRIC))[0],
+                per_task_reproduced=judged[PER_TASK],
+                per_metric_reproduced=judged[PER_METRIC],
+                tuned_values=tuned.get(sid),
+            )
+        )
+    return out
+
+
+def _values(deltas: Sequence[RunDelta], convention: str) -> list[float]:
+    return [v for d in deltas if (v := d.value(convention)) is not None]
 
 
 def _original_campaign_ids(session: Session, benchmark: str, version: int) -> dict[int, int]:
@@ -295,14 +529,12 @@ def job_summary(session: Session, benchmark: str, version: int) -> dict[int, tup
     return {sid: (int(pending or 0), int(failed or 0)) for sid, pending, failed in rows}
 
 
-def with_jobs(
-    rows: Sequence[dict[str, Any]], summary: dict[int, tuple[int, int]]
-) -> list[dict[str, Any]]:
+def with_jobs(rows: Sequence[RankingRow], summary: dict[int, tuple[int, int]]) -> list[RankingRow]:
     """`ranking_results` rows with `pending_jobs` and `failed_jobs` from a `job_summary`."""
     out = []
     for row in rows:
-        pending, failed = summary.get(row["id"], (0, 0))
-        out.append({**row, "pending_jobs": pending, "failed_jobs": failed})
+        pending, failed = summary.get(row.id, (0, 0))
+        out.append(replace(row, pending_jobs=pending, failed_jobs=failed))
     return out
 
 
@@ -362,11 +594,10 @@ def task_deltas(
 
 def run_deltas(
     session: Session, benchmark: str, version: int, submission_id: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[RunDelta]:
     """Δm of every run (seed) of a benchmark version, or of one submission, in both conventions.
 
-    Rows: run_id, submission_id, campaign_id, seed, finished_at, per_task,
-    per_metric, baseline_submission_id; by submission, then seed.  Every
+    By submission, then seed.  Every
     campaign's runs (reruns included; `ranking_results` separates them).  Runs
     without a trained baseline have no row.
     """
@@ -389,9 +620,21 @@ def run_deltas(
     )
     if submission_id is not None:
         query = query.where(Run.submission_id == submission_id)
-    result = session.execute(query)
-    keys = list(result.keys())
-    return [dict(zip(keys, row, strict=True)) for row in result]
+    return [
+        RunDelta(
+            run_id=run_id,
+            submission_id=sid,
+            campaign_id=campaign_id,
+            seed=seed,
+            finished_at=finished_at,
+            per_task=None if per_task is None else float(per_task),
+            per_metric=None if per_metric is None else float(per_metric),
+            baseline_submission_id=baseline,
+        )
+        for run_id, sid, campaign_id, seed, finished_at, per_task, per_metric, baseline in (
+            session.execute(query)
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -451,13 +694,35 @@ def seed_results(
     ]
 
 
+@dataclass(frozen=True)
+class RunRow:
+    """A run of a submission: its seed, campaign, metrics, cost and provenance."""
+
+    id: int
+    job_id: int
+    seed: int
+    campaign_id: int
+    campaign: str
+    campaign_reason: str
+    metrics: dict[MetricKey, float]
+    parameter_count: int | None
+    flops: int | None
+    wall_time_s: float | None
+    peak_gpu_memory_bytes: int | None
+    device: str | None
+    code_version: str | None
+    protocol_version: int
+    torch_version: str | None
+    ray_version: str | None
+    python_version: str | None
+    spec_hash: str
+    finished_at: datetime | None
+
+
 def submission_runs(
     session: Session, submission_id: int, version: int | None = None
-) -> list[dict[str, Any]]:
-    """Every run of a submission (under one protocol version) with its provenance and metrics.
-
-    Each row also names its campaign: `campaign_id`, `campaign`, `campaign_reason`.
-    """
+) -> list[RunRow]:
+    """Every run of a submission (under one protocol version) with its provenance and metrics."""
     query = (
         select(Run, Campaign)
         .join(Job, Job.id == Run.job_id)
@@ -467,15 +732,30 @@ def submission_runs(
     )
     if version is not None:
         query = query.where(Run.protocol_version == version)
-    out = []
-    for run, campaign in session.execute(query):
-        row = {c.name: getattr(run, c.name) for c in Run.__table__.columns}
-        row["metrics"] = {(m.task, m.metric): m.value for m in run.metric_values}
-        row["campaign_id"] = campaign.id
-        row["campaign"] = campaign.name
-        row["campaign_reason"] = campaign.reason
-        out.append(row)
-    return out
+    return [
+        RunRow(
+            id=run.id,
+            job_id=run.job_id,
+            seed=run.seed,
+            campaign_id=campaign.id,
+            campaign=campaign.name,
+            campaign_reason=campaign.reason,
+            metrics={(m.task, m.metric): m.value for m in run.metric_values},
+            parameter_count=run.parameter_count,
+            flops=run.flops,
+            wall_time_s=run.wall_time_s,
+            peak_gpu_memory_bytes=run.peak_gpu_memory_bytes,
+            device=run.device,
+            code_version=run.code_version,
+            protocol_version=run.protocol_version,
+            torch_version=run.torch_version,
+            ray_version=run.ray_version,
+            python_version=run.python_version,
+            spec_hash=run.spec_hash,
+            finished_at=run.finished_at,
+        )
+        for run, campaign in session.execute(query)
+    ]
 
 
 def curves(session: Session, submission_id: int) -> list[tuple[int, int, str, str, float]]:
@@ -489,7 +769,7 @@ def curves(session: Session, submission_id: int) -> list[tuple[int, int, str, st
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-def jobs(session: Session, submission_id: int | None = None) -> list[dict[str, Any]]:
+def jobs(session: Session, submission_id: int | None = None) -> list[JobRow]:
     """The queue: every job (or a submission's) with its submission, state and error."""
     query = (
         select(
@@ -512,7 +792,7 @@ def jobs(session: Session, submission_id: int | None = None) -> list[dict[str, A
     )
     if submission_id is not None:
         query = query.where(Job.submission_id == submission_id)
-    return [dict(r) for r in session.execute(query).mappings()]
+    return [JobRow(**row) for row in session.execute(query).mappings()]
 
 
 def submission_index(session: Session) -> list[tuple[int, str, str, int]]:
@@ -527,3 +807,16 @@ def submission_index(session: Session) -> list[tuple[int, str, str, int]]:
 
 def submission(session: Session, submission_id: int) -> Submission | None:
     return session.get(Submission, submission_id)
+
+
+@dataclass(frozen=True)
+class StoredSpec:
+    """A submission's normalised spec (defaults written out) and its file as submitted."""
+
+    spec: dict[str, Any]
+    source: str
+
+
+def stored_spec(session: Session, submission_id: int) -> StoredSpec | None:
+    found = session.get(Submission, submission_id)
+    return None if found is None else StoredSpec(dict(found.spec), found.source)

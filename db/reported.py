@@ -17,12 +17,33 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.delta_m import PER_METRIC, PER_TASK, delta_m
 from db.models import ReportedBaseline, ReportedMetricValue, ReportedResult, Role, utcnow
+
+WEB_SCHEMES = ("http", "https")
+
+
+def web_url(url: str) -> bool:
+    r"""True for an absolute http(s) address with a host, and nothing a browser would bend.
+
+    A reported result's link is a paper's page: any other scheme (`javascript:`,
+    `data:`, `file:`) would run or open something on the visitor's side.
+    Whitespace and control characters are refused outright: browsers drop some
+    of them inside a scheme (`java\tscript:`).
+
+    >>> [web_url(u) for u in ("https://arxiv.org/abs/1", "HTTP://x.org", "javascript:alert(1)",
+    ...  "java\tscript:x", "//x.org/a", "https:///path", " https://x.org", "")]
+    [True, True, False, False, False, False, False, False]
+    """
+    if not url or any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme.lower() in WEB_SCHEMES and bool(parts.hostname)
 
 
 @dataclass(frozen=True)
@@ -292,4 +313,5 @@ __all__ = [
     "reported_delta_m",
     "reported_results",
     "store_reported",
+    "web_url",
 ]

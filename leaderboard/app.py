@@ -49,6 +49,10 @@ def missing_sqlite_file(url: str) -> bool:
 
 
 def main() -> None:
+    # An uncaught error shows a generic notice, not its message and traceback (server paths):
+    # the details go to the server's log.  Set here, so every way of serving the site has it.
+    # "none", not false: since Streamlit 1.5x false is the legacy spelling of "stacktrace".
+    st.set_option("client.showErrorDetails", "none")
     st.set_page_config(page_title="MTL Leaderboard", page_icon=":material/leaderboard:",
                        layout="wide")  # fmt: skip
     url = database_url()

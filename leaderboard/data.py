@@ -9,7 +9,7 @@ merely claimed does not rerun the Δm queries.  Entries of older versions age
 out (`max_entries`, `ttl`).
 
 Reads go through `db.session.read_only_session_factory`: the site cannot
-write, nor even create the schema.  Results are plain rows (they are pickled).
+write, nor even create the schema.  Results are typed rows of `db.queries` (pickled).
 """
 
 from __future__ import annotations
@@ -18,11 +18,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import streamlit as st
-from sqlalchemy.orm import Session
 
 from db import queries
-from db import reported as db_reported
-from db.queries import DataVersion, MetricColumn, SeedResult
+from db.queries import (
+    DataVersion,
+    JobRow,
+    MetricColumn,
+    RankingRow,
+    ReportedRow,
+    RunDelta,
+    RunRow,
+    SeedResult,
+    StoredSpec,
+)
 from db.session import read_only_session_factory
 from db.tunings import tuning_of
 from leaderboard import paired, tables
@@ -66,7 +74,7 @@ def metric_columns(
 @cached
 def ranking_results(
     url: str, results: Part, benchmark: str, protocol_version: int
-) -> list[dict[str, Any]]:
+) -> list[RankingRow]:
     return _read(url, queries.ranking_results, benchmark, protocol_version)
 
 
@@ -77,9 +85,7 @@ def job_summary(
     return _read(url, queries.job_summary, benchmark, protocol_version)
 
 
-def ranking(
-    url: str, data: DataVersion, benchmark: str, protocol_version: int
-) -> list[dict[str, Any]]:
+def ranking(url: str, data: DataVersion, benchmark: str, protocol_version: int) -> list[RankingRow]:
     """`db.queries.ranking`, from its two cached parts."""
     return queries.with_jobs(
         ranking_results(url, data.results, benchmark, protocol_version),
@@ -106,11 +112,9 @@ def seed_results(
 
 
 @cached
-def reported(
-    url: str, results: Part, benchmark: str, protocol_version: int
-) -> list[dict[str, Any]]:
+def reported(url: str, results: Part, benchmark: str, protocol_version: int) -> list[ReportedRow]:
     """Reported (paper) results of a benchmark version, with Δm against the reported baseline."""
-    return _read(url, db_reported.reported_results, benchmark, protocol_version)
+    return _read(url, queries.reported_rows, benchmark, protocol_version)
 
 
 @cached
@@ -129,14 +133,14 @@ def task_deltas(
 @cached
 def submission_runs(
     url: str, results: Part, submission_id: int, protocol_version: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[RunRow]:
     return _read(url, queries.submission_runs, submission_id, protocol_version)
 
 
 @cached
 def submission_deltas(
     url: str, results: Part, benchmark: str, protocol_version: int, submission_id: int
-) -> list[dict[str, Any]]:
+) -> list[RunDelta]:
     """Δm of every run of one submission under a version, every campaign's."""
     return _read(url, queries.run_deltas, benchmark, protocol_version, submission_id)
 
@@ -147,16 +151,11 @@ def curves(url: str, results: Part, submission_id: int) -> list[tuple[int, int, 
 
 
 @cached
-def jobs(url: str, jobs: Part, submission_id: int | None = None) -> list[dict[str, Any]]:
+def jobs(url: str, jobs: Part, submission_id: int | None = None) -> list[JobRow]:
     return _read(url, queries.jobs, submission_id)
 
 
-def _spec(session: Session, submission_id: int) -> dict[str, Any]:
-    found = queries.submission(session, submission_id)
-    return {} if found is None else {"spec": dict(found.spec), "source": found.source}
-
-
 @cached
-def spec(url: str, results: Part, submission_id: int) -> dict[str, Any]:
-    """The normalised spec and the file as submitted."""
-    return _read(url, _spec, submission_id)
+def spec(url: str, results: Part, submission_id: int) -> StoredSpec | None:
+    """The normalised spec and the file as submitted; None for an unknown submission."""
+    return _read(url, queries.stored_spec, submission_id)

@@ -1,77 +1,43 @@
-"""Reported (paper) results on the ranking page: rows, columns, placement, details.
+"""Reported (paper) results on the ranking page: columns, placement, details.
 
-A reported result (`db.reported.reported_results`) becomes a ranking row
-like a submission's (`tables.ranking_frame` reads both), marked `source =
-reported`, with a negative id (-reported id) so that it never collides with
-a submission id, no seeds, no interval and no rank, and a link to its paper.
-Its Δm is against the reported baseline, never against runs.
+A reported result (`db.queries.ReportedRow`) is a ranking row of source
+`reported` (`tables.ranking_frame` reads both kinds), keyed by -reported id so
+that it never collides with a submission id, with no seeds, no interval and
+no rank, and a link to its paper.  Its Δm is against the reported baseline,
+never against runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd  # no pandas-stubs in dev deps
 
-from db.delta_m import PER_METRIC, PER_TASK
-from db.queries import MetricColumn
+from db.queries import MetricColumn, ReportedRow
 from leaderboard import tables
 
-Row = dict[str, Any]
 METHOD = ("architecture", "weighting", "backbone")  # what makes a paper result "the same method"
 
 
-def reported_rows(reported: Iterable[Mapping[str, Any]]) -> list[Row]:
-    """Ranking rows (the keys `tables.ranking_frame` reads) of reported results.
-
-    >>> [row] = reported_rows([{"reported_id": 4, "name": "x", "architecture": "a",
-    ...     "weighting": "w", "backbone": "b", "role": "method", "citation": "C",
-    ...     "url": "", "note": "", "metrics": {}, "per_task": 1.5, "per_metric": -1.0}])
-    >>> row["id"], row["source"], row["per_task_mean"], row["per_task_std"], row["seeds"]
-    (-4, 'reported', 1.5, None, 0)
-    """
-    rows = []
-    for r in reported:
-        rows.append(
-            {
-                "id": -int(r["reported_id"]),
-                "name": r["name"],
-                "description": " ".join(part for part in (r["citation"], r["note"]) if part),
-                "authors": [],
-                **{key: r[key] for key in METHOD},
-                "optimizer": "",
-                "role": str(r["role"]),
-                "seeds": 0,
-                "run_deltas": [],
-                "metrics": dict(r["metrics"]),
-                "source": tables.REPORTED,
-                "citation": r["citation"],
-                "url": r["url"],
-                **{f"{c}_mean": r[c] for c in (PER_TASK, PER_METRIC)},
-                **{f"{c}_std": None for c in (PER_TASK, PER_METRIC)},
-            }
-        )
-    return rows
-
-
 def merge_columns(
-    columns: Sequence[MetricColumn], reported: Iterable[Mapping[str, Any]]
+    columns: Sequence[MetricColumn], reported: Iterable[ReportedRow]
 ) -> list[MetricColumn]:
     """The runs' metric columns, then any metric only reported results have (task order kept).
 
-    >>> run = [MetricColumn("seg", "miou", True, 0)]
-    >>> paper = [{"columns": [("seg", "miou", True, 0), ("seg", "acc", True, 1)]}]
-    >>> [c.metric for c in merge_columns(run, paper)]
+    >>> from types import SimpleNamespace as R
+    >>> miou, acc = MetricColumn("seg", "miou", True, 0), MetricColumn("seg", "acc", True, 1)
+    >>> run, paper = [miou], R(columns=(miou, acc))
+    >>> [c.metric for c in merge_columns(run, [paper])]
     ['miou', 'acc']
     """
     out = list(columns)
     seen = {(c.task, c.metric) for c in out}
     for r in reported:
-        for task, metric, higher, position in r["columns"]:
-            if (task, metric) not in seen:
-                seen.add((task, metric))
-                out.append(MetricColumn(task, metric, bool(higher), int(position)))
+        for column in r.columns:
+            if (column.task, column.metric) not in seen:
+                seen.add((column.task, column.metric))
+                out.append(column)
     first = {c.task: i for i, c in reversed(list(enumerate(out)))}
     return sorted(out, key=lambda c: (first[c.task], c.position))
 
@@ -82,6 +48,11 @@ def place_reported(frame: pd.DataFrame) -> pd.DataFrame:
     The same method: equal architecture, weighting and backbone.  Reported
     rows without one stay where they were (unranked rows sort last), in
     their order.
+
+    >>> frame = pd.DataFrame({"name": ["p", "a", "b"], "source": ["reported", "platform",
+    ...     "platform"], "architecture": ["x", "x", "y"], "weighting": "w", "backbone": "k"})
+    >>> place_reported(frame)["name"].tolist()
+    ['a', 'p', 'b']
     """
     if tables.SOURCE not in frame.columns:
         return frame
@@ -107,19 +78,21 @@ def place_reported(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[order].reset_index(drop=True)
 
 
-def details_frame(reported: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def details_frame(reported: Iterable[ReportedRow]) -> pd.DataFrame:
     """One line per reported result: identity, citation, link, note, Δm and its baseline."""
     records = [
         {
-            "name": r["name"],
-            "role": str(r["role"]),
-            **{key: r[key] for key in METHOD},
-            "Δm per task ↑": r[PER_TASK],
-            "Δm per metric ↓": r[PER_METRIC],
-            "against (reported baseline)": r["baseline_name"] or r["delta_m_note"],
-            "citation": r["citation"],
-            "link": r["url"] or None,
-            "note": r["note"],
+            "name": r.name,
+            "role": str(r.role),
+            "architecture": r.architecture,
+            "weighting": r.weighting,
+            "backbone": r.backbone,
+            "Δm per task ↑": r.per_task,
+            "Δm per metric ↓": r.per_metric,
+            "against (reported baseline)": r.baseline_name or r.delta_m_note,
+            "citation": r.citation,
+            "link": tables.paper_link(r.url),
+            "note": r.note,
         }
         for r in reported
     ]
@@ -131,4 +104,4 @@ def details_frame(reported: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["details_frame", "merge_columns", "place_reported", "reported_rows"]
+__all__ = ["details_frame", "merge_columns", "place_reported"]

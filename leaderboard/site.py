@@ -14,7 +14,7 @@ import streamlit as st
 
 from db.delta_m import CONVENTIONS, PER_METRIC, PER_TASK
 from leaderboard import data
-from leaderboard.text import CONVENTION_LABELS
+from leaderboard.text import CONVENTION_LABELS, escape_markdown
 
 CONTEXT_KEY = "mtlb_context"
 # Query parameters of the shared widgets; the pages add their own.
@@ -52,18 +52,63 @@ def benchmark_label(benchmark: str, version: int) -> str:
     return f"{benchmark} v{version}"
 
 
-def parse_ids(text: str | None) -> list[int]:
-    """Submission ids from a query parameter: '3' or '3,7,9'; anything else is skipped.
+# The largest value of a SQL BIGINT: a longer number cannot be a submission id.
+MAX_ID = 2**63 - 1
+NOTICE_LIMIT = 40  # characters of a rejected value quoted back
 
-    >>> parse_ids("3, 7,x,,9,3"), parse_ids(None)
-    ([3, 7, 9], [])
+
+def _as_id(part: str) -> int | None:
+    # ASCII digits only: str.isdigit accepts '²', which int() refuses; and a bounded length,
+    # because int() refuses more than 4300 digits (and no id has more than 19).
+    if not (part.isascii() and part.isdigit()) or len(part) > len(str(MAX_ID)):
+        return None
+    value = int(part)
+    return value if value <= MAX_ID else None
+
+
+def _parts(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def parse_ids(text: str | None) -> list[int]:
+    """Submission ids from a query parameter: '3' or '3,7,9'; anything else is skipped
+    (`rejected_ids` lists it).
+
+    >>> parse_ids("3, 7,x,,9,3"), parse_ids(None), parse_ids("²,4"), parse_ids("9" * 5000)
+    ([3, 7, 9], [], [4], [])
     """
     out: list[int] = []
-    for part in (text or "").split(","):
-        part = part.strip()
-        if part.isdigit() and int(part) not in out:
-            out.append(int(part))
+    for part in _parts(text):
+        value = _as_id(part)
+        if value is not None and value not in out:
+            out.append(value)
     return out
+
+
+def rejected_ids(text: str | None) -> list[str]:
+    """The parts of a query parameter that `parse_ids` skips: not submission ids.
+
+    >>> rejected_ids("3,x, ²,,-1")
+    ['x', '²', '-1']
+    """
+    return [part for part in _parts(text) if _as_id(part) is None]
+
+
+def ids_notice(param: str, text: str | None) -> str | None:
+    """One line for the page when the URL's `param` holds something that is not an id; None
+    when all is well.  Quotes the value (cut short, markdown-escaped): it came from the URL.
+
+    >>> ids_notice("submission", "3"), ids_notice("submission", "x")
+    (None, 'Ignored ?submission=x in the URL: not a submission id.')
+    """
+    rejected = rejected_ids(text)
+    if not rejected:
+        return None
+    shown = ",".join(rejected)
+    if len(shown) > NOTICE_LIMIT:
+        shown = shown[: NOTICE_LIMIT - 1] + "…"
+    what = "not a submission id" if len(rejected) == 1 else "not submission ids"
+    return f"Ignored ?{param}={escape_markdown(shown)} in the URL: {what}."
 
 
 def wanted_benchmark(

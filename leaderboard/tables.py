@@ -1,6 +1,6 @@
-"""DataFrames for the site, built from the plain rows of `db.queries`.
+"""DataFrames for the site, built from the typed rows of `db.queries`.
 
-Pure functions, no Streamlit and no database: the pages query, these shape.
+Pure functions, no Streamlit and no database: the pages query, these shape; pandas starts here.
 Submitter strings stay raw here; a DataFrame shown by `st.dataframe` renders them as text.
 """
 
@@ -12,13 +12,25 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import pandas as pd  # no pandas-stubs in dev deps
 
+from db.delta_m import PER_METRIC, PER_TASK
 from db.models import FINISHED_STATES, JobState
-from db.queries import MetricColumn, SeedResult
+from db.queries import PLATFORM as PLATFORM  # re-exported: the sources are tables' words too
+from db.queries import (
+    REPORTED,
+    JobRow,
+    MetricColumn,
+    RankingRow,
+    ReportedRow,
+    RunDelta,
+    RunRow,
+    SeedResult,
+)
+from db.reported import web_url
 from db.reruns import reproduced as _reproduced
 from leaderboard import paired, stats
 from leaderboard.text import (
@@ -39,6 +51,7 @@ ROLE = "role"
 DELTA_M = "Δm"
 CI = "± 95% CI"
 SEEDS = "seeds"
+# A column of the ranking and a status of the filter alike: jobs queued or running, failed.
 PENDING = "pending"
 FAILED = "failed"
 RERUN_DELTA_M = "latest rerun Δm"
@@ -56,31 +69,33 @@ PAGE = "page"
 IDENTITY = ["architecture", "backbone", "weighting", "optimizer"]
 COSTS = [PARAMETERS, FLOPS, WALL_TIME, GPU_MEMORY]
 
-# What the status filter offers; a submission can be in several.
+# What the status filter offers; a submission can be in several.  The source of a ranking
+# row (`db.queries.PLATFORM` or `REPORTED`) doubles as the status of a paper's row.
 HAS_RESULTS = "has results"
-STATUS_PENDING = "pending"
-STATUS_FAILED = "failed"
-STATUS_REPORTED = "reported"
-STATUSES = (HAS_RESULTS, STATUS_PENDING, STATUS_FAILED, STATUS_REPORTED)
-# The source of a ranking row: trained by the platform, or reported in a paper (`db.reported`).
-PLATFORM = "platform"
-REPORTED = "reported"
+STATUSES = (HAS_RESULTS, PENDING, FAILED, REPORTED)
 
-Row = Mapping[str, Any]
+# A row of the ranking table: a submission's, or a paper's (unranked).
+Row = RankingRow | ReportedRow
+R = TypeVar("R", bound=RankingRow | ReportedRow)
 
 
-def display_names(rows: Iterable[Row]) -> dict[int, str]:
-    """Submission id -> the name shown; names are not unique, so a repeated one gets its id.
+class Named(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
 
-    >>> display_names([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "a"}])
+
+def display_names(rows: Iterable[Named]) -> dict[int, str]:
+    """Row id -> the name shown; names are not unique, so a repeated one gets its id.
+
+    >>> from types import SimpleNamespace as R
+    >>> display_names([R(id=1, name="a"), R(id=2, name="b"), R(id=3, name="a")])
     {1: 'a #1', 2: 'b', 3: 'a #3'}
     """
     rows = list(rows)
-    counts = Counter(row["name"] for row in rows)
-    return {
-        row["id"]: row["name"] if counts[row["name"]] == 1 else f"{row['name']} #{row['id']}"
-        for row in rows
-    }
+    counts = Counter(row.name for row in rows)
+    return {row.id: row.name if counts[row.name] == 1 else f"{row.name} #{row.id}" for row in rows}
 
 
 def headline_columns(columns: Iterable[MetricColumn]) -> list[MetricColumn]:
@@ -89,24 +104,24 @@ def headline_columns(columns: Iterable[MetricColumn]) -> list[MetricColumn]:
 
 
 def mean(row: Row, convention: str) -> float | None:
-    """The row's mean Δm in `convention`, None without one."""
-    value = row.get(f"{convention}_mean")
-    return None if value is None else float(value)
+    """The row's mean Δm in `convention` (a paper's one value), None without one."""
+    return row.mean(convention)
 
 
 def half_width(row: Row, convention: str) -> float | None:
-    """Half-width of the 95% confidence interval of the row's mean Δm, over its seeds."""
-    runs = row.get("run_deltas")
-    n = len(runs) if runs is not None else int(row.get("seeds") or 0)
-    return stats.half_width(row.get(f"{convention}_std"), n)
+    """Half-width of the 95% confidence interval of the row's mean Δm, over its seeds; None
+    for a paper's result (one value)."""
+    if isinstance(row, ReportedRow):
+        return None
+    return stats.half_width(row.std(convention), len(row.run_deltas))
 
 
 def seed_values(row: Row, convention: str) -> dict[int, float]:
     """{seed: Δm in `convention`} of the row's runs (its original campaign's, `run_deltas`)."""
+    if isinstance(row, ReportedRow):
+        return {}
     return {
-        int(run["seed"]): float(run[convention])
-        for run in row.get("run_deltas") or ()
-        if run.get(convention) is not None
+        run.seed: value for run in row.run_deltas if (value := run.value(convention)) is not None
     }
 
 
@@ -118,7 +133,7 @@ def placements(rows: Sequence[Row], convention: str) -> dict[int, paired.Placeme
     placement's `reference` is the id of the row it was compared with, not
     an index.
     """
-    ranked_rows = [row for row in rows if row.get("source") != REPORTED]
+    ranked_rows = [row for row in rows if isinstance(row, RankingRow)]
     found = paired.rank(
         [seed_values(row, convention) for row in ranked_rows], HIGHER_IS_BETTER[convention]
     )
@@ -126,9 +141,7 @@ def placements(rows: Sequence[Row], convention: str) -> dict[int, paired.Placeme
     for row, placement in zip(ranked_rows, found, strict=True):
         if placement is not None:
             reference = None if placement.reference is None else ranked_rows[placement.reference]
-            out[row["id"]] = replace(
-                placement, reference=None if reference is None else reference["id"]
-            )
+            out[row.id] = replace(placement, reference=None if reference is None else reference.id)
     return out
 
 
@@ -141,13 +154,13 @@ RANKS_EXPLAINED = (
 )
 
 
-def by_delta_m(rows: Sequence[Row], convention: str) -> list[Row]:
+def by_delta_m(rows: Sequence[R], convention: str) -> list[R]:
     """The rows best mean Δm first (the ranking's order); rows without Δm last, by id."""
     sign = -1.0 if HIGHER_IS_BETTER[convention] else 1.0
     return sorted(
         rows,
         key=lambda row: (mean(row, convention) is None, sign * (mean(row, convention) or 0.0),
-                         row["id"]),
+                         row.id),
     )  # fmt: skip
 
 
@@ -194,20 +207,17 @@ def tie_notice(placed: Mapping[int, paired.Placement]) -> str | None:
 def status_of(row: Row) -> set[str]:
     """The statuses a submission is in: has results, pending (jobs queued or running), failed.
 
-    >>> sorted(status_of({"seeds": 2, "pending_jobs": 0, "failed_jobs": 1}))
-    ['failed', 'has results']
-
-    A reported (paper) result is only 'reported' (`reported_rows`).
+    A reported (paper) result is only 'reported'.
     """
-    if row.get("source") == REPORTED:
-        return {STATUS_REPORTED}
+    if isinstance(row, ReportedRow):
+        return {REPORTED}
     found = set()
-    if row.get("seeds"):
+    if row.seeds:
         found.add(HAS_RESULTS)
-    if row.get("pending_jobs"):
-        found.add(STATUS_PENDING)
-    if row.get("failed_jobs"):
-        found.add(STATUS_FAILED)
+    if row.pending_jobs:
+        found.add(PENDING)
+    if row.failed_jobs:
+        found.add(FAILED)
     return found
 
 
@@ -218,6 +228,16 @@ def submission_link(submission_id: int, params: Mapping[str, str] | None = None)
     'submission?submission=3&convention=per+metric'
     """
     return "submission?" + urlencode({"submission": str(submission_id), **(params or {})})
+
+
+def paper_link(url: str) -> str | None:
+    """A reported result's link, only if it is a web address (`db.reported.web_url`); a
+    `javascript:` or `data:` one stored before the importer refused them is not linked.
+
+    >>> paper_link("https://arxiv.org/abs/1"), paper_link("javascript:alert(1)"), paper_link("")
+    ('https://arxiv.org/abs/1', None, None)
+    """
+    return url if web_url(url) else None
 
 
 def _int(value: Any) -> int | None:
@@ -236,6 +256,45 @@ def _clean(value: float | None) -> float | None:
 def _rank_range(bounds: tuple[int, int]) -> str:
     best, worst = bounds
     return str(best) if best == worst else f"{best}–{worst}"
+
+
+def _platform_cells(
+    row: RankingRow,
+    convention: str,
+    placement: paired.Placement | None,
+    names: Mapping[int, str],
+    link_params: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """A submission's cells of the ranking besides its identity, Δm and metrics."""
+    return {
+        RANK: None if placement is None else placement.rank,
+        RANK_RANGE: "" if placement is None else _rank_range((placement.best, placement.worst)),
+        TIE_GROUP: None if placement is None else placement.group,
+        SEEDS: row.seeds,
+        RANK_TEST: rank_test_text(placement, names),
+        PENDING: row.pending_jobs,
+        FAILED: row.failed_jobs,
+        RERUN_DELTA_M: _clean(row.rerun_mean(convention)),
+        REPRODUCED: reproduced_text(row.reproduced(convention)),
+        TUNING: tuning_text(row),
+        PARAMETERS: _int(row.parameters),
+        FLOPS: _int(row.flops),
+        WALL_TIME: row.wall_time_s,
+        GPU_MEMORY: mebibytes(row.peak_gpu_memory_bytes),
+        LAST_RESULT: row.last_result,
+        CITATION: "",
+        PAGE: submission_link(row.id, link_params),
+    }
+
+
+def _reported_cells(row: ReportedRow) -> dict[str, Any]:
+    """A paper's cells of the ranking: unranked, no seeds nor costs; its citation and link."""
+    return {
+        RANK: None, RANK_RANGE: "", TIE_GROUP: None, SEEDS: 0, RANK_TEST: "", PENDING: 0,
+        FAILED: 0, RERUN_DELTA_M: None, REPRODUCED: "", TUNING: tuning_text(row),
+        PARAMETERS: None, FLOPS: None, WALL_TIME: None, GPU_MEMORY: None, LAST_RESULT: None,
+        CITATION: row.citation, PAGE: paper_link(row.url),
+    }  # fmt: skip
 
 
 def ranking_frame(
@@ -262,46 +321,28 @@ def ranking_frame(
     # Reported (paper) results are not ranked: one value against a paper's baseline, no interval.
     if placed is None:
         placed = placements(rows, convention)
-    names = display_names(r for r in rows if r.get("source") != REPORTED)
+    names = display_names(r for r in rows if isinstance(r, RankingRow))
     records = []
     for i, row in enumerate(rows):
-        placement = placed.get(row["id"]) if row.get("source") != REPORTED else None
         record: dict[str, Any] = {
-            ID: row["id"],
-            RANK: None if placement is None else placement.rank,
-            RANK_RANGE: "" if placement is None else _rank_range((placement.best, placement.worst)),
-            TIE_GROUP: None if placement is None else placement.group,
-            NAME: names.get(row["id"], row["name"]),
-            ROLE: str(row["role"]),
-            **{key: row[key] for key in IDENTITY},
+            ID: row.id,
+            NAME: names.get(row.id, row.name),
+            ROLE: str(row.role),
+            "architecture": row.architecture,
+            "backbone": row.backbone,
+            "weighting": row.weighting,
+            "optimizer": row.optimizer,
             DELTA_M: _clean(means[i]),
             CI: halves[i],
-            SEEDS: int(row["seeds"]),
-            RANK_TEST: rank_test_text(placement, names),
-            PENDING: int(row.get("pending_jobs") or 0),
-            FAILED: int(row.get("failed_jobs") or 0),
-            RERUN_DELTA_M: _clean(row.get(f"rerun_{convention}_mean")),
-            REPRODUCED: reproduced_text(row.get(f"{convention}_reproduced")),
-            SOURCE: row.get("source", PLATFORM),
-            TUNING: tuning_text(row),
+            SOURCE: row.source,
         }
-        metrics = row.get("metrics", {})
         for c in columns:
-            record[metric_header(c.task, c.metric, c.higher_is_better)] = metrics.get(
-                (c.task, c.metric)
-            )
-        record[PARAMETERS] = _int(row.get("parameters"))
-        record[FLOPS] = _int(row.get("flops"))
-        wall_time = row.get("wall_time_s")
-        record[WALL_TIME] = None if wall_time is None else float(wall_time)
-        record[GPU_MEMORY] = mebibytes(row.get("peak_gpu_memory_bytes"))
-        record[LAST_RESULT] = row.get("last_result")
-        record[CITATION] = row.get("citation", "")
-        # A reported result links to its paper.
-        if row.get("source") == REPORTED:
-            record[PAGE] = row.get("url") or None
+            header = metric_header(c.task, c.metric, c.higher_is_better)
+            record[header] = row.metrics.get((c.task, c.metric))
+        if isinstance(row, ReportedRow):
+            record.update(_reported_cells(row))
         else:
-            record[PAGE] = submission_link(row["id"], link_params)
+            record.update(_platform_cells(row, convention, placed.get(row.id), names, link_params))
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=ranking_columns(columns))
     for column in (RANK, TIE_GROUP, PARAMETERS, FLOPS):
@@ -326,7 +367,7 @@ def ranking_summary(
     tie group, possible ranks, identity, Δm with its interval, seeds and rank test, and
     `Δm per seed` ({seed: Δm} of the original campaign)."""
     frame = ranking_frame(rows, [], convention, placed=placed)[SUMMARY_COLUMNS]
-    by_id = {row["id"]: row for row in rows}
+    by_id = {row.id: row for row in rows}
     frame[PER_SEED] = [dict(sorted(seed_values(by_id[i], convention).items())) for i in frame[ID]]
     return frame
 
@@ -335,16 +376,16 @@ def tuning_text(row: Row) -> str:
     """The ranking's tuning cell: 'tuned' when the seeds trained with values chosen by
     equal-budget tuning (`runners.tuning`), else 'untuned'; '' for a reported result.
 
-    >>> tuned = {"tuned_values": {"optimizer.lr": 0.01}}
-    >>> [tuning_text(r) for r in (tuned, {}, {"source": "reported"})]
-    ['tuned', 'untuned', '']
+    >>> from types import SimpleNamespace as R
+    >>> [tuning_text(R(tuned_values=v)) for v in ({"optimizer.lr": 0.01}, None)]
+    ['tuned', 'untuned']
     """
-    if row.get("source") == REPORTED:
+    if isinstance(row, ReportedRow):
         return ""
-    return "tuned" if row.get("tuned_values") else "untuned"
+    return "tuned" if row.tuned_values else "untuned"
 
 
-def tuning_frames(tuning: Row) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tuning_frames(tuning: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A tuning (`db.tunings.tuning_of`) as two tables: the values chosen, and every trial.
 
     Trials in the order they were created (the first is the spec's own values), with
@@ -423,10 +464,10 @@ def matches(row: Row, filters: Filters) -> bool:
     description, authors, architecture, backbone, weighting and optimizer.
     """
     for wanted, value in (
-        (filters.architectures, row["architecture"]),
-        (filters.weightings, row["weighting"]),
-        (filters.backbones, row["backbone"]),
-        (filters.roles, str(row["role"])),
+        (filters.architectures, row.architecture),
+        (filters.weightings, row.weighting),
+        (filters.backbones, row.backbone),
+        (filters.roles, str(row.role)),
     ):
         if wanted and value not in wanted:
             return False
@@ -436,10 +477,13 @@ def matches(row: Row, filters: Filters) -> bool:
     if words:
         haystack = " ".join(
             [
-                row["name"],
-                row.get("description") or "",
-                *(row.get("authors") or []),
-                *(str(row[key]) for key in IDENTITY),
+                row.name,
+                row.description,
+                *row.authors,
+                row.architecture,
+                row.backbone,
+                row.weighting,
+                row.optimizer,
             ]
         ).casefold()
         return all(word in haystack for word in words)
@@ -448,7 +492,7 @@ def matches(row: Row, filters: Filters) -> bool:
 
 def filter_frame(frame: pd.DataFrame, rows: Sequence[Row], filters: Filters) -> pd.DataFrame:
     """The rows of `frame` (by id) whose submissions pass `filters`; ranks stay global."""
-    keep = {row["id"] for row in rows if matches(row, filters)}
+    keep = {row.id for row in rows if matches(row, filters)}
     return frame[frame[ID].isin(keep)].reset_index(drop=True)
 
 
@@ -479,7 +523,7 @@ def sort_frame(
     ).reset_index(drop=True)
 
 
-def cost_frame(rows: Sequence[Row], convention: str, cost: str) -> pd.DataFrame:
+def cost_frame(rows: Sequence[RankingRow], convention: str, cost: str) -> pd.DataFrame:
     """Δm (mean, CI half-width) against a cost, for submissions that have both.
 
     `cost` is a ranking column (parameters, FLOPs) or `hours`: mean wall time per run / 3600.
@@ -494,8 +538,8 @@ def cost_frame(rows: Sequence[Row], convention: str, cost: str) -> pd.DataFrame:
             continue
         records.append(
             {
-                NAME: names[row["id"]],
-                ROLE: str(row["role"]),
+                NAME: names[row.id],
+                ROLE: str(row.role),
                 DELTA_M: value,
                 CI: half_width(row, convention),
                 "cost": x,
@@ -511,33 +555,33 @@ def cost_frame(rows: Sequence[Row], convention: str, cost: str) -> pd.DataFrame:
 HOURS = "hours"
 
 
-def cost_of(row: Row, cost: str) -> float | None:
+def cost_of(row: RankingRow, cost: str) -> float | None:
     """A submission's cost: mean parameters, FLOPs, or hours (mean wall time per run / 3600)."""
-    key = {PARAMETERS: "parameters", FLOPS: "flops", HOURS: "wall_time_s"}[cost]
-    value = row.get(key)
-    if value is None:
-        return None
-    return float(value) / 3600.0 if cost == HOURS else float(value)
+    if cost == HOURS:
+        return None if row.wall_time_s is None else row.wall_time_s / 3600.0
+    value = {PARAMETERS: row.parameters, FLOPS: row.flops}[cost]
+    return None if value is None else float(value)
 
 
-def hours_label(rows: Iterable[Row]) -> str:
+def hours_label(rows: Iterable[RankingRow]) -> str:
     """'GPU-hours' when any run used a GPU, else 'CPU-hours' (runs record their device).
 
-    >>> hours_label([{"device": "cpu (x86_64, 1 threads)"}, {"device": None}])
+    >>> from types import SimpleNamespace as R
+    >>> hours_label([R(device="cpu (x86_64, 1 threads)"), R(device=None)])
     'CPU-hours'
-    >>> hours_label([{"device": "NVIDIA H100 80GB HBM3"}])
+    >>> hours_label([R(device="NVIDIA H100 80GB HBM3")])
     'GPU-hours'
     """
-    devices = [str(row.get("device")) for row in rows if row.get("device")]
+    devices = [row.device for row in rows if row.device]
     return "GPU-hours" if any(not d.startswith("cpu") for d in devices) else "CPU-hours"
 
 
 def task_delta_frame(
-    deltas: Iterable[tuple[int, str, float]], rows: Sequence[Row], convention: str
+    deltas: Iterable[tuple[int, str, float]], rows: Sequence[RankingRow], convention: str
 ) -> pd.DataFrame:
     """Per-task relative gain (x100) per submission, submissions in ranking order."""
     names = display_names(rows)
-    order = {row["id"]: i for i, row in enumerate(by_delta_m(rows, convention))}
+    order = {row.id: i for i, row in enumerate(by_delta_m(rows, convention))}
     records = [
         {"submission": names[sid], "task": task, "delta": value, "_order": order[sid]}
         for sid, task, value in deltas
@@ -548,24 +592,18 @@ def task_delta_frame(
     return frame.reset_index(drop=True)
 
 
-def seeds_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
+def seeds_frame(rows: Sequence[RankingRow], convention: str) -> pd.DataFrame:
     """Δm of every run (seed), one row each, submissions in ranking order."""
     names = display_names(rows)
     records = [
-        {
-            "submission": names[row["id"]],
-            ROLE: str(row["role"]),
-            "seed": run["seed"],
-            DELTA_M: float(run[convention]),
-        }
+        {"submission": names[row.id], ROLE: str(row.role), "seed": seed, DELTA_M: value}
         for row in by_delta_m(rows, convention)
-        for run in row.get("run_deltas", [])
-        if run.get(convention) is not None
+        for seed, value in seed_values(row, convention).items()
     ]
     return pd.DataFrame.from_records(records, columns=["submission", ROLE, "seed", DELTA_M])
 
 
-def timeline_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
+def timeline_frame(rows: Sequence[RankingRow], convention: str) -> pd.DataFrame:
     """When each submission's results landed (its last run) and its Δm, oldest first.
 
     `best` is the best Δm of the methods landed so far (the state of the art over time).
@@ -574,14 +612,14 @@ def timeline_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
     higher = HIGHER_IS_BETTER[convention]
     records = [
         {
-            NAME: names[row["id"]],
-            ROLE: str(row["role"]),
-            LAST_RESULT: row["last_result"],
+            NAME: names[row.id],
+            ROLE: str(row.role),
+            LAST_RESULT: row.last_result,
             DELTA_M: mean(row, convention),
             CI: half_width(row, convention),
         }
         for row in rows
-        if mean(row, convention) is not None and row.get("last_result") is not None
+        if mean(row, convention) is not None and row.last_result is not None
     ]
     frame = pd.DataFrame.from_records(records, columns=[NAME, ROLE, LAST_RESULT, DELTA_M, CI])
     frame = frame.sort_values([LAST_RESULT, NAME], kind="stable").reset_index(drop=True)
@@ -590,48 +628,50 @@ def timeline_frame(rows: Sequence[Row], convention: str) -> pd.DataFrame:
     return frame
 
 
-PROVENANCE = {
-    "parameter_count": PARAMETERS,
-    "flops": FLOPS,
-    "wall_time_s": WALL_TIME,
-    "peak_gpu_memory_bytes": GPU_MEMORY,
-    "device": "device",
-    "code_version": "code version",
-    "protocol_version": "protocol version",
-    "torch_version": "torch",
-    "ray_version": "ray",
-    "python_version": "python",
-    "spec_hash": "spec hash",
-    "job_id": "job",
-    "finished_at": "finished at",
-}
+def _provenance(run: RunRow) -> dict[str, Any]:
+    """A run's cost and provenance cells, by header."""
+    return {
+        PARAMETERS: run.parameter_count,
+        FLOPS: run.flops,
+        WALL_TIME: run.wall_time_s,
+        GPU_MEMORY: mebibytes(run.peak_gpu_memory_bytes),
+        "device": run.device,
+        "code version": run.code_version,
+        "protocol version": run.protocol_version,
+        "torch": run.torch_version,
+        "ray": run.ray_version,
+        "python": run.python_version,
+        "spec hash": run.spec_hash,
+        "job": run.job_id,
+        "finished at": run.finished_at,
+    }
+
+
+PROVENANCE = [PARAMETERS, FLOPS, WALL_TIME, GPU_MEMORY, "device", "code version",
+              "protocol version", "torch", "ray", "python", "spec hash", "job",
+              "finished at"]  # fmt: skip
+DELTA_M_HEADERS = {PER_TASK: "Δm per task ↑", PER_METRIC: "Δm per metric ↓"}
 
 
 def runs_frame(
-    runs: Iterable[Row],
-    columns: Iterable[MetricColumn],
-    deltas: Iterable[Row] = (),
+    runs: Iterable[RunRow], columns: Iterable[MetricColumn], deltas: Iterable[RunDelta] = ()
 ) -> pd.DataFrame:
     """One row per run (seed): Δm in both conventions, every metric, then cost and provenance."""
     headers = [(c, metric_header(c.task, c.metric, c.higher_is_better)) for c in columns]
-    by_run = {d["run_id"]: d for d in deltas}
-    delta_headers = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
+    by_run = {d.run_id: d for d in deltas}
     records = []
     for run in runs:
-        record: dict[str, Any] = {"seed": run["seed"], "campaign": run.get("campaign")}
-        delta = by_run.get(run["id"], {}) if "id" in run else {}
-        for key, header in delta_headers.items():
-            record[header] = delta.get(key)
-        metrics = run.get("metrics", {})
+        record: dict[str, Any] = {"seed": run.seed, "campaign": run.campaign}
+        delta = by_run.get(run.id)
+        for convention, header in DELTA_M_HEADERS.items():
+            record[header] = None if delta is None else delta.value(convention)
         for c, header in headers:
-            record[header] = metrics.get((c.task, c.metric))
-        for key, header in PROVENANCE.items():
-            record[header] = run.get(key)
-        record[GPU_MEMORY] = mebibytes(run.get("peak_gpu_memory_bytes"))
+            record[header] = run.metrics.get((c.task, c.metric))
+        record.update(_provenance(run))
         records.append(record)
-    names = ["seed", "campaign", *delta_headers.values(), *(h for _, h in headers)]
-    frame = pd.DataFrame.from_records(records, columns=[*names, *PROVENANCE.values()])
-    for header in delta_headers.values():
+    names = ["seed", "campaign", *DELTA_M_HEADERS.values(), *(h for _, h in headers)]
+    frame = pd.DataFrame.from_records(records, columns=[*names, *PROVENANCE])
+    for header in DELTA_M_HEADERS.values():
         frame[header] = frame[header].astype("float64")
     frame[FLOPS] = frame[FLOPS].astype("Int64")
     frame[GPU_MEMORY] = frame[GPU_MEMORY].astype("float64")
@@ -648,8 +688,8 @@ def mebibytes(count: Any) -> float | None:
 
 
 def campaigns_frame(
-    runs: Sequence[Row],
-    deltas: Sequence[Row],
+    runs: Sequence[RunRow],
+    deltas: Sequence[RunDelta],
     columns: Iterable[MetricColumn],
     original_campaign_id: int | None,
     convention: str,
@@ -663,45 +703,48 @@ def campaigns_frame(
     """
     columns = list(columns)
     headers = [(c, metric_header(c.task, c.metric, c.higher_is_better)) for c in columns]
-    delta_headers = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
-    by_campaign: dict[int, list[Row]] = {}
+    by_campaign: dict[int, list[RunRow]] = {}
     for run in runs:
-        by_campaign.setdefault(run["campaign_id"], []).append(run)
-    deltas_of: dict[int, list[Row]] = {}
+        by_campaign.setdefault(run.campaign_id, []).append(run)
+    deltas_of: dict[int, list[RunDelta]] = {}
     for delta in deltas:
-        deltas_of.setdefault(delta["campaign_id"], []).append(delta)
-    original = [float(d[convention]) for d in deltas_of.get(original_campaign_id or -1, [])]
+        deltas_of.setdefault(delta.campaign_id, []).append(delta)
+
+    def values(found: Sequence[RunDelta], convention: str) -> tuple[float, ...]:
+        return tuple(v for d in found if (v := d.value(convention)) is not None)
+
+    original = list(values(deltas_of.get(original_campaign_id or -1, []), convention))
     order = sorted(by_campaign, key=lambda c: (c != original_campaign_id, c))
     records = []
     for campaign_id in order:
         found = by_campaign[campaign_id]
         record: dict[str, Any] = {
-            "campaign": found[0].get("campaign"),
+            "campaign": found[0].campaign,
             "kind": "original" if campaign_id == original_campaign_id else "rerun",
-            "reason": found[0].get("campaign_reason", ""),
-            "seeds": ", ".join(str(run["seed"]) for run in found),
+            "reason": found[0].campaign_reason,
+            "seeds": ", ".join(str(run.seed) for run in found),
         }
-        values = deltas_of.get(campaign_id, [])
-        for key, header in delta_headers.items():
-            sample = Sample(tuple(float(d[key]) for d in values))
+        these = deltas_of.get(campaign_id, [])
+        for key, header in DELTA_M_HEADERS.items():
+            sample = Sample(values(these, key))
             record[header] = format_mean_std(_clean(sample.mean), sample.half_width)
         if campaign_id == original_campaign_id:
             record[REPRODUCED] = ""
         else:
             record[REPRODUCED] = reproduced_text(
-                _reproduced(original, [float(d[convention]) for d in values])
+                _reproduced(original, list(values(these, convention)))
             )
         for c, header in headers:
             sample = Sample(
                 tuple(
-                    float(run["metrics"][(c.task, c.metric)])
+                    run.metrics[(c.task, c.metric)]
                     for run in found
-                    if (c.task, c.metric) in run.get("metrics", {})
+                    if (c.task, c.metric) in run.metrics
                 )
             )
             record[header] = sample.mean
         records.append(record)
-    names = ["campaign", "kind", "reason", "seeds", *delta_headers.values(), REPRODUCED]
+    names = ["campaign", "kind", "reason", "seeds", *DELTA_M_HEADERS.values(), REPRODUCED]
     return pd.DataFrame.from_records(records, columns=[*names, *(h for _, h in headers)])
 
 
@@ -719,45 +762,47 @@ def curves_frame(curves: Iterable[tuple[int, int, str, str, float]]) -> pd.DataF
     return grouped.sort_values(["name", "task", "epoch"]).reset_index(drop=True)
 
 
-def facts_frame(row: Row) -> pd.DataFrame:
+def facts_frame(row: RankingRow) -> pd.DataFrame:
     """The submission's identity as two columns (field, value)."""
     fields = {
-        "role": str(row["role"]),
-        "benchmark": f"{row.get('benchmark', '')} v{row.get('protocol_version', '')}",
-        "architecture": row["architecture"],
-        "backbone": row["backbone"],
-        "weighting": row["weighting"],
-        "optimizer": row["optimizer"],
+        "role": str(row.role),
+        "benchmark": f"{row.benchmark} v{row.protocol_version}",
+        "architecture": row.architecture,
+        "backbone": row.backbone,
+        "weighting": row.weighting,
+        "optimizer": row.optimizer,
         "seeds": seeds_text(row),
-        "submitted at": _text(row.get("submitted_at")),
-        "last result": _text(row.get("last_result")),
-        "spec hash": row.get("spec_hash", ""),
+        "submitted at": _text(row.submitted_at),
+        "last result": _text(row.last_result),
+        "spec hash": row.spec_hash,
     }
     return pd.DataFrame({"field": list(fields), "value": [str(v) for v in fields.values()]})
 
 
-def provenance_frame(row: Row, runs: Sequence[Row], names: Mapping[int, str]) -> pd.DataFrame:
+def provenance_frame(
+    row: RankingRow, runs: Sequence[RunRow], names: Mapping[int, str]
+) -> pd.DataFrame:
     """Where the results came from: the baseline Δm used, then each provenance field's values.
 
     A field whose runs disagree (say, two code versions) lists every value.
     """
-    baseline = row.get("baseline_submission_id")
+    baseline = row.baseline_submission_id
     fields: dict[str, str] = {
         "Δm baseline": "none trained yet"
         if baseline is None
         else f"{names.get(baseline, '')} (#{baseline})",
         "runs": str(len(runs)),
     }
-    for key, label in (
-        ("code_version", "code version"),
-        ("protocol_version", "protocol version"),
-        ("torch_version", "torch"),
-        ("ray_version", "ray"),
-        ("python_version", "python"),
-        ("device", "device"),
+    for label, found in (
+        ("code version", [run.code_version for run in runs]),
+        ("protocol version", [run.protocol_version for run in runs]),
+        ("torch", [run.torch_version for run in runs]),
+        ("ray", [run.ray_version for run in runs]),
+        ("python", [run.python_version for run in runs]),
+        ("device", [run.device for run in runs]),
     ):
-        fields[label] = ", ".join(sorted({str(run[key]) for run in runs if run.get(key)}))
-    finished = sorted(run["finished_at"] for run in runs if run.get("finished_at"))
+        fields[label] = ", ".join(sorted({str(value) for value in found if value}))
+    finished = sorted(run.finished_at for run in runs if run.finished_at)
     fields["first result"] = _text(finished[0]) if finished else ""
     fields["last result"] = _text(finished[-1]) if finished else ""
     return pd.DataFrame({"field": list(fields), "value": list(fields.values())})
@@ -769,20 +814,21 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def seeds_text(row: Row) -> str:
+def seeds_text(row: RankingRow) -> str:
     """Seeds done, with the jobs pending or failed when there are any.
 
-    >>> seeds_text({"seeds": 1, "pending_jobs": 2, "failed_jobs": 1})
+    >>> from types import SimpleNamespace as R
+    >>> seeds_text(R(seeds=1, pending_jobs=2, failed_jobs=1))
     '1 (+2 pending, 1 failed)'
-    >>> seeds_text({"seeds": 3, "pending_jobs": 0})
+    >>> seeds_text(R(seeds=3, pending_jobs=0, failed_jobs=0))
     '3'
     """
     extra = []
-    if row.get("pending_jobs"):
-        extra.append(f"+{row['pending_jobs']} pending")
-    if row.get("failed_jobs"):
-        extra.append(f"{row['failed_jobs']} failed")
-    return f"{row['seeds']} ({', '.join(extra)})" if extra else str(row["seeds"])
+    if row.pending_jobs:
+        extra.append(f"+{row.pending_jobs} pending")
+    if row.failed_jobs:
+        extra.append(f"{row.failed_jobs} failed")
+    return f"{row.seeds} ({', '.join(extra)})" if extra else str(row.seeds)
 
 
 def spec_frame(spec: Mapping[str, Any]) -> pd.DataFrame:
@@ -807,28 +853,28 @@ def spec_frame(spec: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "value"])
 
 
-def jobs_frame(jobs: Iterable[Row], states: Iterable[str] | None = None) -> pd.DataFrame:
+def jobs_frame(jobs: Iterable[JobRow], states: Iterable[str] | None = None) -> pd.DataFrame:
     """The queue as a table, newest job first; `states` keeps only those states.
 
-    `reason` is the first line of a failed job's error; the page shows the rest.
+    `reason` is the first line of a failed job's error; the page shows its last line.
     """
     wanted = None if states is None else {str(s) for s in states}
     records = [
         {
-            "job": job["id"],
-            "submission": job["name"],
-            "benchmark": job["benchmark"],
-            "campaign": job.get("campaign", ""),
-            "seed": job["seed"],
-            "state": str(job["state"]),
-            "attempts": job["attempts"],
-            "created": job["created_at"],
-            "started": job["started_at"],
-            "finished": job["finished_at"],
-            "reason": first_line(job.get("error") or ""),
+            "job": job.id,
+            "submission": job.name,
+            "benchmark": job.benchmark,
+            "campaign": job.campaign,
+            "seed": job.seed,
+            "state": str(job.state),
+            "attempts": job.attempts,
+            "created": job.created_at,
+            "started": job.started_at,
+            "finished": job.finished_at,
+            "reason": first_line(job.error or ""),
         }
         for job in jobs
-        if wanted is None or str(job["state"]) in wanted
+        if wanted is None or str(job.state) in wanted
     ]
     columns = ["job", "submission", "benchmark", "campaign", "seed", "state", "attempts",
                "created", "started", "finished", "reason"]  # fmt: skip
@@ -836,19 +882,17 @@ def jobs_frame(jobs: Iterable[Row], states: Iterable[str] | None = None) -> pd.D
     return frame.sort_values("job", ascending=False).reset_index(drop=True)
 
 
-def state_counts(jobs: Iterable[Row]) -> dict[str, int]:
+def state_counts(jobs: Iterable[JobRow]) -> dict[str, int]:
     """Jobs per state, every state listed (zero when none), in lifecycle order."""
-    counts = Counter(str(job["state"]) for job in jobs)
+    counts = Counter(str(job.state) for job in jobs)
     return {state.value: counts.get(state.value, 0) for state in JobState}
 
 
-def failure_reasons(jobs: Iterable[Row]) -> pd.DataFrame:
+def failure_reasons(jobs: Iterable[JobRow]) -> pd.DataFrame:
     """Failed and diverged jobs grouped by the first line of their error, most frequent first."""
     failed = {JobState.FAILED.value, JobState.DIVERGED.value}
     counts = Counter(
-        (str(job["state"]), first_line(job.get("error") or ""))
-        for job in jobs
-        if str(job["state"]) in failed
+        (str(job.state), first_line(job.error or "")) for job in jobs if str(job.state) in failed
     )
     frame = pd.DataFrame(
         [(state, reason, n) for (state, reason), n in counts.items()],
@@ -883,7 +927,7 @@ class Sample:
         return stats.half_width(std, self.n)
 
 
-DELTA_M_QUANTITIES = {"per_task": "Δm per task ↑", "per_metric": "Δm per metric ↓"}
+DELTA_M_QUANTITIES = DELTA_M_HEADERS
 
 
 def seed_samples(
@@ -893,10 +937,10 @@ def seed_samples(
     submission's seeds (`db.queries.seed_results`), to be paired by seed."""
     results = list(results)
     out: dict[str, dict[int, float]] = {
-        DELTA_M_QUANTITIES["per_task"]: {
+        DELTA_M_QUANTITIES[PER_TASK]: {
             r.seed: r.per_task for r in results if r.per_task is not None
         },
-        DELTA_M_QUANTITIES["per_metric"]: {
+        DELTA_M_QUANTITIES[PER_METRIC]: {
             r.seed: r.per_metric for r in results if r.per_metric is not None
         },
     }

@@ -92,6 +92,19 @@ def first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def last_line(text: str, limit: int = 200) -> str:
+    r"""The last non-blank line of `text`, cut to `limit` characters: what a visitor sees of
+    a job's error.  A traceback ends with the exception; its frames name files on the
+    workers, which stay in the database for the operator.
+
+    >>> last_line('ValueError: bad\nTraceback (most recent call last):\n  File "/srv/x.py",'
+    ...           ' line 1, in f\nValueError: bad\n\n')
+    'ValueError: bad'
+    """
+    line = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def format_time(value: datetime | None) -> str:
     """A stored time as 'YYYY-MM-DD HH:MM:SS UTC' (the database stores UTC; SQLite drops the zone).
 

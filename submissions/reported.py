@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.models import Role
-from db.reported import ReportedEntry, ReportedValue, StoredReported, store_reported
+from db.reported import ReportedEntry, ReportedValue, StoredReported, store_reported, web_url
 from runners.benchmarks import BENCHMARKS
 from runners.registry import UnknownComponentError
 from submissions.loader import SpecError, printable, read, shown
@@ -71,6 +71,11 @@ def _text(entry: dict[str, Any], key: str, where: str, required: bool) -> str:
     limit = _LIMITS.get(key, 100)
     if len(value) > limit:
         raise SpecError(f"{where}.{key}", f"longer than {limit} characters")
+    if key == "url" and value and not web_url(value):
+        # The site links to it: only a web page, never javascript: or data:.
+        raise SpecError(
+            f"{where}.url", f"must be an http:// or https:// address, got {shown(value)}"
+        )
     if key in ("architecture", "weighting", "backbone") and not _IDENTIFIER.fullmatch(value):
         raise SpecError(
             f"{where}.{key}", f"must be a component name like 'hard-sharing', got {shown(value)}"

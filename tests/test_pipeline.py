@@ -22,11 +22,11 @@ def test_pipeline_trains_every_seed_and_scores_it(pipeline_db: str) -> None:
             JobState.SUCCEEDED: (1 + len(PIPELINE_METHODS)) * len(protocol.seeds)
         }
         rows = ranking(session, "synthetic-scenes-mini", 2)
-    assert {r["name"] for r in rows} == {"stl-small-cnn", *PIPELINE_METHODS}
+    assert {r.name for r in rows} == {"stl-small-cnn", *PIPELINE_METHODS}
     for row in rows:
-        assert row["seeds"] == len(protocol.seeds)
-        assert math.isfinite(row["per_task_mean"]) and math.isfinite(row["per_metric_std"])
-        assert len(row["metrics"]) == 9
+        assert row.seeds == len(protocol.seeds)
+        assert math.isfinite(row.per_task_mean) and math.isfinite(row.per_metric_std)
+        assert len(row.metrics) == 9
 
 
 def test_sql_delta_m_matches_the_pure_function_on_pipeline_runs(pipeline_db: str) -> None:

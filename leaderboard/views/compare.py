@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
+from db.queries import RankingRow
 from leaderboard import charts, data, site, tables
 from leaderboard.text import HIGHER_IS_BETTER, escape_markdown
 
 CHOICE_KEY = "compare_choice"
 
 
-def choose(rows: list[dict[str, Any]], convention: str) -> list[int]:
+def choose(rows: list[RankingRow], convention: str) -> list[int]:
     """The submissions in the URL (`?compare=ID,ID,...`), else the two best; back to the URL."""
     names = tables.display_names(rows)
-    order = [row["id"] for row in tables.by_delta_m(rows, convention)]
+    order = [row.id for row in tables.by_delta_m(rows, convention)]
     current = st.session_state.get(CHOICE_KEY)
     if not isinstance(current, list) or not set(current) <= set(order):
-        wanted = [i for i in site.parse_ids(st.query_params.get(site.COMPARE_PARAM)) if i in order]
+        given = st.query_params.get(site.COMPARE_PARAM)
+        notice = site.ids_notice(site.COMPARE_PARAM, given)
+        if notice is not None:
+            st.warning(notice, icon=":material/link_off:")
+        wanted = [i for i in site.parse_ids(given) if i in order]
         st.session_state[CHOICE_KEY] = wanted or order[:2]
     chosen = st.multiselect(
         "Submissions (the first is the reference)", order,
@@ -41,7 +44,7 @@ def render() -> None:
     if len(chosen) < 2:
         st.info("Choose two or more submissions.")
         return
-    by_id = {row["id"]: row for row in rows}
+    by_id = {row.id: row for row in rows}
     names = tables.display_names(rows)
     shown = [names[i] for i in chosen]
     # The original campaign's seeds, as the ranking: reruns are on the submission's page.

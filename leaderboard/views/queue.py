@@ -6,7 +6,7 @@ import streamlit as st
 
 from db.models import JobState
 from leaderboard import data, site, tables
-from leaderboard.text import escape_markdown
+from leaderboard.text import escape_markdown, last_line
 
 DEFAULT_STATES = [JobState.QUEUED, JobState.RUNNING, JobState.FAILED, JobState.DIVERGED]
 ERRORS_SHOWN = 20
@@ -36,12 +36,15 @@ def render() -> None:
         st.info("No job has failed or diverged.")
         return
     st.dataframe(reasons, hide_index=True)
-    failed = [j for j in reversed(jobs) if j["state"] in (JobState.FAILED, JobState.DIVERGED)]
-    st.caption(f"The {min(len(failed), ERRORS_SHOWN)} most recent errors in full:")
+    failed = [j for j in reversed(jobs) if j.state in (JobState.FAILED, JobState.DIVERGED)]
+    st.caption(
+        f"The {min(len(failed), ERRORS_SHOWN)} most recent errors, the last line of each (the "
+        "full traceback names files on the workers: it stays in the database)."
+    )
     for job in failed[:ERRORS_SHOWN]:
-        name = escape_markdown(job["name"])
-        with st.expander(f"Job {job['id']}: {name}, seed {job['seed']} ({job['state']})"):
-            st.code(job["error"] or "", language=None)
+        name = escape_markdown(job.name)
+        with st.expander(f"Job {job.id}: {name}, seed {job.seed} ({job.state})"):
+            st.code(last_line(job.error or ""), language=None)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db.delta_m import CONVENTIONS
-from db.queries import MetricColumn
+from db.queries import MetricColumn, RankingRow
 from leaderboard import charts, data, exports, reported, site, tables
 from leaderboard.text import (
     CONVENTION_LABELS,
@@ -24,11 +24,14 @@ TOP = 20
 COST_OPTIONS = [tables.PARAMETERS, tables.FLOPS, tables.HOURS]
 
 
-def filters(rows: list[dict[str, Any]]) -> tables.Filters:
+def filters(rows: list[tables.Row]) -> tables.Filters:
     """The sidebar's filters; each lives in the URL, so a filtered view can be shared."""
-
-    def options(key: str) -> list[str]:
-        return sorted({str(row[key]) for row in rows})
+    options = {
+        "architecture": sorted({row.architecture for row in rows}),
+        "weighting": sorted({row.weighting for row in rows}),
+        "backbone": sorted({row.backbone for row in rows}),
+        "role": sorted({str(row.role) for row in rows}),
+    }
 
     with st.sidebar:
         st.subheader("Filter")
@@ -37,16 +40,12 @@ def filters(rows: list[dict[str, Any]]) -> tables.Filters:
             placeholder="name, author, method…",
             help="Every word must appear in the name, description, authors or components.",
         )  # fmt: skip
-        chosen = {}
-        for key, label in (
-            ("architecture", "Architecture"),
-            ("weighting", "Weighting"),
-            ("backbone", "Backbone"),
-            ("role", "Role"),
-        ):
-            chosen[key] = st.multiselect(
-                label, options(key), key=key, bind="query-params", placeholder="all"
+        chosen = {
+            key: st.multiselect(
+                key.capitalize(), found, key=key, bind="query-params", placeholder="all"
             )
+            for key, found in options.items()
+        }
         statuses = st.multiselect(
             "Status", list(tables.STATUSES), key="status", bind="query-params", placeholder="all",
             help="has results: at least one finished run; pending: jobs queued or running; "
@@ -222,7 +221,7 @@ CHART_TABS = ["Δm vs cost", "Per-task deltas", "Δm over time", "Spread over se
 
 
 def charts_section(
-    context: site.Context, rows: list[dict[str, Any]], all_rows: list[dict[str, Any]]
+    context: site.Context, rows: list[RankingRow], all_rows: list[RankingRow]
 ) -> None:
     """The charts of the filtered rows, one tab each.
 
@@ -262,7 +261,7 @@ def charts_section(
                 )
 
 
-def cost_chart(context: site.Context, rows: list[dict[str, Any]], hours: str) -> None:
+def cost_chart(context: site.Context, rows: list[RankingRow], hours: str) -> None:
     labels = {tables.PARAMETERS: "parameters", tables.FLOPS: "FLOPs per image",
               tables.HOURS: f"{hours} per run"}  # fmt: skip
     left, right = st.columns([4, 1], vertical_alignment="bottom")
@@ -283,8 +282,8 @@ def cost_chart(context: site.Context, rows: list[dict[str, Any]], hours: str) ->
     )
 
 
-def tasks_chart(context: site.Context, top: list[tables.Row]) -> None:
-    ids = tuple(row["id"] for row in top)
+def tasks_chart(context: site.Context, top: list[RankingRow]) -> None:
+    ids = tuple(row.id for row in top)
     deltas = data.task_deltas(
         context.url, context.version.results, context.benchmark, context.protocol_version, ids
     )
@@ -304,7 +303,9 @@ def tasks_chart(context: site.Context, top: list[tables.Row]) -> None:
 def render() -> None:
     context = site.context()
     label = site.benchmark_label(context.benchmark, context.protocol_version)
-    rows = data.ranking(context.url, context.version, context.benchmark, context.protocol_version)
+    platform_rows = data.ranking(
+        context.url, context.version, context.benchmark, context.protocol_version
+    )
     columns = data.metric_columns(
         context.url, context.version.results, context.benchmark, context.protocol_version
     )
@@ -313,8 +314,7 @@ def render() -> None:
         context.url, context.version.results, context.benchmark, context.protocol_version
     )
     columns = reported.merge_columns(columns, papers)
-    platform_rows = rows
-    rows = [*rows, *reported.reported_rows(papers)]
+    rows: list[tables.Row] = [*platform_rows, *papers]
     placed = data.placements(
         context.url, context.version.results, context.benchmark, context.protocol_version,
         context.convention,
@@ -340,7 +340,7 @@ def render() -> None:
     )  # fmt: skip
 
     names = tables.display_names(platform_rows)
-    baseline_ids = sorted({r["baseline_submission_id"] for r in platform_rows} - {None})
+    baseline_ids = sorted({b for r in platform_rows if (b := r.baseline_submission_id) is not None})
     used = (
         ", ".join(escape_markdown(names.get(i, f"#{i}")) + f" (#{i})" for i in baseline_ids)
         or "none trained yet, so no Δm"

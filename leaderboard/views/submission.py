@@ -5,25 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 import streamlit as st
 
 from db.delta_m import CONVENTIONS, PER_METRIC, PER_TASK
-from db.queries import MetricColumn
+from db.queries import JobRow, MetricColumn, RankingRow, RunDelta, RunRow
 from leaderboard import charts, data, exports, paired, site, tables
-from leaderboard.text import CONVENTION_LABELS, escape_markdown, format_mean_std
+from leaderboard.text import CONVENTION_LABELS, escape_markdown, format_mean_std, last_line
 
 CHOICE_KEY = "submission_choice"
 SHORT_LABELS = {PER_TASK: "Δm per task ↑", PER_METRIC: "Δm per metric ↓"}
 
 
-def choose(rows: list[dict[str, Any]], convention: str) -> int:
+def choose(rows: list[RankingRow], convention: str) -> int:
     """The submission in the URL (`?submission=ID`), else the leader; the choice goes to the URL."""
     names = tables.display_names(rows)
-    order = [row["id"] for row in tables.by_delta_m(rows, convention)]
+    order = [row.id for row in tables.by_delta_m(rows, convention)]
     if st.session_state.get(CHOICE_KEY) not in order:
-        wanted = site.parse_ids(st.query_params.get(site.SUBMISSION_PARAM))
+        given = st.query_params.get(site.SUBMISSION_PARAM)
+        notice = site.ids_notice(site.SUBMISSION_PARAM, given)
+        if notice is not None:
+            st.warning(notice, icon=":material/link_off:")
+        wanted = site.parse_ids(given)
         st.session_state[CHOICE_KEY] = next((i for i in wanted if i in order), order[0])
     chosen = st.selectbox(
         "Submission", order, format_func=lambda i: f"{names[i]} (#{i})", key=CHOICE_KEY
@@ -33,17 +36,17 @@ def choose(rows: list[dict[str, Any]], convention: str) -> int:
 
 
 def summary(
-    row: dict[str, Any],
-    rows: list[dict[str, Any]],
+    row: RankingRow,
+    rows: list[RankingRow],
     convention: str,
     placed: Mapping[int, paired.Placement],
 ) -> None:
-    st.title(escape_markdown(row["name"]))
-    if row["description"]:
-        st.markdown(escape_markdown(row["description"]))
-    if row["authors"]:
-        st.markdown("**Authors:** " + ", ".join(escape_markdown(a) for a in row["authors"]))
-    placement = placed.get(row["id"])
+    st.title(escape_markdown(row.name))
+    if row.description:
+        st.markdown(escape_markdown(row.description))
+    if row.authors:
+        st.markdown("**Authors:** " + ", ".join(escape_markdown(a) for a in row.authors))
+    placement = placed.get(row.id)
     cells = st.columns(4)
     names = {i: escape_markdown(name) for i, name in tables.display_names(rows).items()}
     test = tables.rank_test_text(placement, names)  # the help is markdown: names escaped
@@ -61,30 +64,30 @@ def summary(
         )  # fmt: skip
     others = tables.seeds_text(row).partition(" ")[2].strip("()")  # "+2 pending, 1 failed"
     cells[3].metric(
-        "seeds", str(row["seeds"]), delta=others or None, delta_color="off", delta_arrow="off",
+        "seeds", str(row.seeds), delta=others or None, delta_color="off", delta_arrow="off",
         help="finished runs; jobs queued or running, and jobs failed or diverged",
     )  # fmt: skip
 
 
-def spec_section(url: str, version: data.Version, row: dict[str, Any]) -> None:
+def spec_section(url: str, version: data.Version, row: RankingRow) -> None:
     st.subheader("Spec")
-    stored = data.spec(url, version.results, row["id"])
-    if not stored:
+    stored = data.spec(url, version.results, row.id)
+    if stored is None:
         st.info("The spec is not stored.")
         return
     rendered, raw, normalised = st.tabs(["Rendered", "File as submitted", "Normalised (JSON)"])
-    normalised_json = json.dumps(stored["spec"], indent=2, sort_keys=False)
+    normalised_json = json.dumps(stored.spec, indent=2, sort_keys=False)
     with rendered:
-        st.dataframe(tables.spec_frame(stored["spec"]), hide_index=True, height="content")
+        st.dataframe(tables.spec_frame(stored.spec), hide_index=True, height="content")
         st.caption("The normalised spec, defaults written out: what the workers trained.")
     with raw:
-        st.code(stored["source"], language="yaml")
+        st.code(stored.source, language="yaml")
     with normalised:
         st.code(normalised_json, language="json")
-    stem = exports.file_stem(row["name"]) or "spec"
+    stem = exports.file_stem(row.name) or "spec"
     left, right, _ = st.columns([1, 1, 4])
     left.download_button(
-        "spec file", partial(str, stored["source"]), f"{stem}.yaml", "application/x-yaml",
+        "spec file", partial(str, stored.source), f"{stem}.yaml", "application/x-yaml",
         icon=":material/download:", on_click="ignore", key="download_source",
     )  # fmt: skip
     right.download_button(
@@ -94,9 +97,9 @@ def spec_section(url: str, version: data.Version, row: dict[str, Any]) -> None:
 
 
 def campaigns_section(
-    row: dict[str, Any],
-    runs: list[dict[str, Any]],
-    deltas: list[dict[str, Any]],
+    row: RankingRow,
+    runs: list[RunRow],
+    deltas: list[RunDelta],
     columns: list[MetricColumn],
     convention: str,
 ) -> None:
@@ -105,9 +108,7 @@ def campaigns_section(
     if not runs:
         st.info("No finished runs yet.")
         return
-    frame = tables.campaigns_frame(
-        runs, deltas, columns, row.get("original_campaign_id"), convention
-    )
+    frame = tables.campaigns_frame(runs, deltas, columns, row.original_campaign_id, convention)
     st.dataframe(
         frame, hide_index=True, height="content",
         column_config={
@@ -148,16 +149,17 @@ def tuning_section(url: str, version: data.Version, submission_id: int) -> None:
     )
 
 
-def jobs_section(jobs: list[dict[str, Any]]) -> None:
+def jobs_section(jobs: list[JobRow]) -> None:
     st.subheader("Jobs")
     if not jobs:
         st.info("No jobs.")
         return
     site.jobs_table(tables.jobs_frame(jobs).drop(columns=["submission", "benchmark"]))
     for job in jobs:
-        if job.get("error"):
-            with st.expander(f"Job {job['id']} (seed {job['seed']}): {job['state']}"):
-                st.code(job["error"], language=None)
+        if job.error:
+            # The last line only: the traceback above it names files on the workers.
+            with st.expander(f"Job {job.id} (seed {job.seed}): {job.state}"):
+                st.code(last_line(job.error), language=None)
 
 
 def render() -> None:
@@ -169,7 +171,7 @@ def render() -> None:
         return
     columns = data.metric_columns(url, version.results, context.benchmark, context.protocol_version)
     chosen = choose(rows, context.convention)
-    row = next(r for r in rows if r["id"] == chosen)
+    row = next(r for r in rows if r.id == chosen)
     names = tables.display_names(rows)
     placed = data.placements(
         url, version.results, context.benchmark, context.protocol_version, context.convention
@@ -189,8 +191,8 @@ def render() -> None:
         st.subheader("Provenance")
         st.dataframe(tables.provenance_frame(row, runs, names), hide_index=True, height="content")
     links = st.columns(3)
-    leader = tables.by_delta_m(rows, context.convention)[0]["id"]
-    baseline = row.get("baseline_submission_id")
+    leader = tables.by_delta_m(rows, context.convention)[0].id
+    baseline = row.baseline_submission_id
     with links[0]:
         others = {i: label for i, label in ((leader, "the leader"), (baseline, "its baseline"))
                   if i is not None and i != chosen}  # fmt: skip

@@ -79,9 +79,9 @@ def miou(delta_m: float) -> float:
     return B * (1.0 + delta_m / 100.0)
 
 
-def ranking(url: str) -> dict[str, dict[str, Any]]:
+def ranking(url: str) -> dict[str, queries.RankingRow]:
     with transaction(url) as session:
-        return {r["name"]: r for r in queries.ranking(session, BENCHMARK, 1)}
+        return {r.name: r for r in queries.ranking(session, BENCHMARK, 1)}
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ def url(database_url: str) -> str:
 
 def test_a_rerun_is_judged_against_the_original_spread(url: str) -> None:
     row = ranking(url)["method"]
-    assert row["rerun_campaign"] is None and row["per_task_reproduced"] is None
-    assert math.isclose(row["per_task_mean"], 2.0, abs_tol=1e-9)
+    assert row.rerun_campaign is None and row.per_task_reproduced is None
+    assert math.isclose(row.per_task_mean, 2.0, abs_tol=1e-9)
     with transaction(url) as session:
         method = session.scalars(select(Submission).where(Submission.name == "method")).one()
         baseline = session.scalars(select(Submission).where(Submission.name == "stl")).one()
@@ -109,27 +109,27 @@ def test_a_rerun_is_judged_against_the_original_spread(url: str) -> None:
         land(session, method, "nightly-1", {0: miou(3.5), 1: miou(4.5)})
         land(session, baseline, "nightly-1", {0: 0.9})
     row = ranking(url)["method"]
-    assert row["rerun_campaign"] == "nightly-1" and row["rerun_seeds"] == 2
-    assert math.isclose(row["rerun_per_task_mean"], 4.0, abs_tol=1e-9)
-    assert math.isclose(row["rerun_per_metric_mean"], -4.0, abs_tol=1e-9)
-    assert row["per_task_reproduced"] is False and row["per_metric_reproduced"] is False
+    assert row.rerun_campaign == "nightly-1" and row.rerun_seeds == 2
+    assert math.isclose(row.rerun_per_task_mean, 4.0, abs_tol=1e-9)
+    assert math.isclose(row.rerun_per_metric_mean, -4.0, abs_tol=1e-9)
+    assert row.per_task_reproduced is False and row.per_metric_reproduced is False
     # The ranking itself is still the original campaign's: 3 seeds, mean 2.
-    assert row["seeds"] == 3 and math.isclose(row["per_task_mean"], 2.0, abs_tol=1e-9)
-    assert [d["seed"] for d in row["run_deltas"]] == [0, 1, 2]
-    assert math.isclose(row["metrics"][("seg", "miou")], miou(2.0))
+    assert row.seeds == 3 and math.isclose(row.per_task_mean, 2.0, abs_tol=1e-9)
+    assert [d.seed for d in row.run_deltas] == [0, 1, 2]
+    assert math.isclose(row.metrics[("seg", "miou")], miou(2.0))
     with transaction(url) as session:
         method = session.scalars(select(Submission).where(Submission.name == "method")).one()
         # The latest rerun decides: Δm 2.0 and 2.5, mean 2.25, within 1 of 2.
         land(session, method, "nightly-2", {0: miou(2.0), 1: miou(2.5)})
     row = ranking(url)["method"]
-    assert row["rerun_campaign"] == "nightly-2"
-    assert math.isclose(row["rerun_per_task_mean"], 2.25, abs_tol=1e-9)
-    assert row["per_task_reproduced"] is True
+    assert row.rerun_campaign == "nightly-2"
+    assert math.isclose(row.rerun_per_task_mean, 2.25, abs_tol=1e-9)
+    assert row.per_task_reproduced is True
     # The baseline against itself: original Δm 0 and 0 (s = 0); its one rerun seed, 0.9, is
     # judged against its original B = 0.5: Δm +80, not reproduced.
     stl = ranking(url)["stl"]
-    assert math.isclose(stl["per_task_mean"], 0.0, abs_tol=1e-9) and stl["rerun_seeds"] == 1
-    assert math.isclose(stl["rerun_per_task_mean"], 80.0) and stl["per_task_reproduced"] is False
+    assert math.isclose(stl.per_task_mean, 0.0, abs_tol=1e-9) and stl.rerun_seeds == 1
+    assert math.isclose(stl.rerun_per_task_mean, 80.0) and stl.per_task_reproduced is False
 
 
 def test_reproduced_needs_two_original_seeds() -> None:
@@ -174,10 +174,10 @@ def test_a_job_trains_under_its_own_protocol_version(url: str) -> None:
         assert old is not None and old.protocol_version == 1  # queued under its own
     with transaction(url) as session:
         assert ("bench", 2) in queries.benchmark_versions(session)
-        v2 = {r["name"]: r for r in queries.ranking(session, BENCHMARK, 2)}
+        v2 = {r.name: r for r in queries.ranking(session, BENCHMARK, 2)}
         v1 = queries.ranking(session, BENCHMARK, 1)
         runs = session.scalars(select(Run).where(Run.protocol_version == 2)).all()
     # Under version 2: the method, with its one run and no Δm (v2 has no baseline yet).
-    assert list(v2) == ["method"] and v2["method"]["seeds"] == 1
-    assert v2["method"]["per_task_mean"] is None and len(runs) == 1
-    assert next(r for r in v1 if r["name"] == "method")["seeds"] == 3  # v1 untouched
+    assert list(v2) == ["method"] and v2["method"].seeds == 1
+    assert v2["method"].per_task_mean is None and len(runs) == 1
+    assert next(r for r in v1 if r.name == "method").seeds == 3  # v1 untouched

@@ -36,28 +36,28 @@ def read(url: str) -> Session:
 
 def test_ranking_matches_the_sql_aggregate(pipeline_db: str) -> None:
     with read(pipeline_db) as session:
-        rows = {row["id"]: row for row in queries.ranking(session, *BENCHMARK)}
+        rows = {row.id: row for row in queries.ranking(session, *BENCHMARK)}
         sql = {r["submission_id"]: r for r in session.execute(submission_delta_m()).mappings()}
     assert len(rows) == 1 + len(PIPELINE_METHODS)
     for sid, row in rows.items():
         for convention in (PER_TASK, PER_METRIC):
-            assert math.isclose(row[f"{convention}_mean"], sql[sid][f"{convention}_mean"],
+            assert math.isclose(row.mean(convention), sql[sid][f"{convention}_mean"],
                                 rel_tol=1e-9, abs_tol=1e-9)  # fmt: skip
-            assert math.isclose(row[f"{convention}_std"], sql[sid][f"{convention}_std"],
+            assert math.isclose(row.std(convention), sql[sid][f"{convention}_std"],
                                 rel_tol=1e-9)  # fmt: skip
-        assert row["baseline_submission_id"] == sql[sid]["baseline_submission_id"]
-        assert [d["seed"] for d in row["run_deltas"]] == [0, 1, 2]
-        assert row["seeds"] == 3 and row["pending_jobs"] == 0 and row["failed_jobs"] == 0
+        assert row.baseline_submission_id == sql[sid]["baseline_submission_id"]
+        assert [d.seed for d in row.run_deltas] == [0, 1, 2]
+        assert row.seeds == 3 and row.pending_jobs == 0 and row.failed_jobs == 0
 
 
 def test_runs_carry_forward_flops(pipeline_db: str) -> None:
     with read(pipeline_db) as session:
-        rows = {row["name"]: row for row in queries.ranking(session, *BENCHMARK)}
+        rows = {row.name: row for row in queries.ranking(session, *BENCHMARK)}
     # The single-task baseline is three networks: about three times the work of a shared one.
-    baseline = rows["stl-small-cnn"]["flops"]
+    baseline = rows["stl-small-cnn"].flops
     for method in PIPELINE_METHODS:
-        assert 0 < rows[method]["flops"] < baseline
-    assert all(float(row["flops"]).is_integer() for row in rows.values())
+        assert 0 < rows[method].flops < baseline
+    assert all(float(row.flops).is_integer() for row in rows.values())
 
 
 def test_run_deltas_and_task_deltas_filters(pipeline_db: str) -> None:
@@ -68,7 +68,7 @@ def test_run_deltas_and_task_deltas_filters(pipeline_db: str) -> None:
         some = queries.task_deltas(session, *BENCHMARK, submission_ids=[2, 3])
         index = queries.submission_index(session)
     assert len(every) == 3 * (1 + len(PIPELINE_METHODS))
-    assert one == [d for d in every if d["submission_id"] == 2]
+    assert one == [d for d in every if d.submission_id == 2]
     assert some == [t for t in all_tasks if t[0] in (2, 3)] and len(some) == 6
     assert [i[0] for i in index] == list(range(1, 2 + len(PIPELINE_METHODS)))
     assert {(b, v) for _, _, b, v in index} == {BENCHMARK}
@@ -109,13 +109,13 @@ def test_the_data_version_moves_when_results_land(pipeline_db: str, tmp_path: Pa
     assert versions[1].results == versions[0].results and versions[1].jobs != versions[0].jobs
     assert versions[2].results != versions[1].results
     with read(url) as session:
-        row = next(r for r in queries.ranking(session, *BENCHMARK) if r["id"] == 2)
+        row = next(r for r in queries.ranking(session, *BENCHMARK) if r.id == 2)
         jobs = queries.jobs(session, submission_id=2)
     # The ranking counts the original campaign's runs; the rerun's result is shown beside it.
-    assert row["seeds"] == 3 and row["failed_jobs"] == 1
-    assert row["rerun_campaign"] == "rerun" and row["rerun_seeds"] == 1
-    assert [j["campaign"] for j in jobs] == ["initial"] * 3 + ["rerun"] * 2
-    assert jobs[-1]["error"] == "RuntimeError: boom"
+    assert row.seeds == 3 and row.failed_jobs == 1
+    assert row.rerun_campaign == "rerun" and row.rerun_seeds == 1
+    assert [j.campaign for j in jobs] == ["initial"] * 3 + ["rerun"] * 2
+    assert jobs[-1].error == "RuntimeError: boom"
 
 
 @pytest.mark.parametrize("role", [Role.METHOD])
@@ -140,9 +140,9 @@ def test_a_submission_without_runs_has_no_delta_m(tmp_path: Path, role: Role) ->
         session.add(Job(submission_id=1, campaign_id=campaign(session).id, seed=0))
     with read(url) as session:
         [row] = queries.ranking(session, "b", 1)
-    assert row["per_task_mean"] is None and row["per_task_std"] is None
-    assert row["run_deltas"] == [] and row["baseline_submission_id"] is None
-    assert row["seeds"] == 0 and row["pending_jobs"] == 1
+    assert row.per_task_mean is None and row.per_task_std is None
+    assert row.run_deltas == () and row.baseline_submission_id is None
+    assert row.seeds == 0 and row.pending_jobs == 1
 
 
 def test_the_site_queries_on_each_database(database_url: str) -> None:
@@ -184,19 +184,19 @@ def test_the_site_queries_on_each_database(database_url: str) -> None:
             record_success(session, job, outcome)
     with read(database_url) as session:
         version = queries.data_version(session)
-        rows = {r["name"]: r for r in queries.ranking(session, "b", 1)}
+        rows = {r.name: r for r in queries.ranking(session, "b", 1)}
         columns = queries.metric_columns(session, "b", 1)
     baseline = values[("stl", 0)]
     expected = [delta_m(values[("m", s)], baseline, directions) for s in (0, 1)]
     method = rows["m"]
-    assert [d["per_task"] for d in method["run_deltas"]] == pytest.approx(
+    assert [d.per_task for d in method.run_deltas] == pytest.approx(
         [e.per_task for e in expected], abs=1e-9
     )
-    assert method["per_task_mean"] == pytest.approx(sum(e.per_task for e in expected) / 2)
-    assert method["seeds"] == 2 and method["failed_jobs"] == 1 and method["pending_jobs"] == 0
-    assert method["flops"] == 2**40  # BigInteger: more than 32 bits
-    assert method["peak_gpu_memory_bytes"] == 5 * 1024**3  # the largest of the runs'
-    assert rows["stl"]["per_task_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert method.per_task_mean == pytest.approx(sum(e.per_task for e in expected) / 2)
+    assert method.seeds == 2 and method.failed_jobs == 1 and method.pending_jobs == 0
+    assert method.flops == 2**40  # BigInteger: more than 32 bits
+    assert method.peak_gpu_memory_bytes == 5 * 1024**3  # the largest of the runs'
+    assert rows["stl"].per_task_mean == pytest.approx(0.0, abs=1e-12)
     # Tasks in the order first seen, each task's metrics headline first.
     assert sorted((c.task, c.metric, c.position, c.higher_is_better) for c in columns) == [
         ("depth", "abs_err", 0, False), ("depth", "rel_err", 1, False), ("seg", "miou", 0, True),
@@ -251,7 +251,7 @@ def test_seed_results_pair_by_seed_over_the_original_campaign(database_url: str)
     with read(database_url) as session:
         every = queries.seed_results(session, "b", 1)
         some = queries.seed_results(session, "b", 1, [ids["a"], ids["b"]])
-        rows = {r["id"]: r for r in queries.ranking(session, "b", 1)}
+        rows = {r.id: r for r in queries.ranking(session, "b", 1)}
     assert [(r.submission_id, r.seed) for r in every] == [
         (ids["stl"], 0), (ids["stl"], 1), (ids["a"], 0), (ids["a"], 1), (ids["a"], 2),
         (ids["b"], 1), (ids["b"], 2), (ids["b"], 3),
@@ -268,6 +268,6 @@ def test_seed_results_pair_by_seed_over_the_original_campaign(database_url: str)
         assert result.per_task == pytest.approx(d.per_task, abs=1e-9)
         assert result.per_metric == pytest.approx(d.per_metric, abs=1e-9)
         # The same per-seed Δm as the ranking's rows (the original campaign's runs).
-        [same] = [r for r in rows[result.submission_id]["run_deltas"] if r["seed"] == result.seed]
-        assert same["per_task"] == pytest.approx(result.per_task, abs=1e-12)
+        [same] = [r for r in rows[result.submission_id].run_deltas if r.seed == result.seed]
+        assert same.per_task == pytest.approx(result.per_task, abs=1e-12)
     read_only_engine(database_url).dispose()

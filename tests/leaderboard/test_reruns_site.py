@@ -76,24 +76,24 @@ def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def test_campaigns_apart_and_the_reproduction_flag(rerun_db: str, site: Any) -> None:
     with transaction(rerun_db) as session:
-        row = next(r for r in queries.ranking(session, *MINI) if r["name"] == "hps-equal")
-        deltas = queries.run_deltas(session, *MINI, submission_id=row["id"])
-        originals = {d["run_id"] for d in deltas if d["campaign_id"] == row["original_campaign_id"]}
+        row = next(r for r in queries.ranking(session, *MINI) if r.name == "hps-equal")
+        deltas = queries.run_deltas(session, *MINI, submission_id=row.id)
+        originals = {d.run_id for d in deltas if d.campaign_id == row.original_campaign_id}
         miou = {
             run.seed: next(m.value for m in run.metric_values if m.metric == "miou")
             for run in session.scalars(select(Run).where(Run.id.in_(originals)))
         }
-    original = [d["per_task"] for d in deltas if d["campaign_id"] == row["original_campaign_id"]]
-    rerun = [d["per_task"] for d in deltas if d["campaign_id"] != row["original_campaign_id"]]
+    original = [d.per_task for d in deltas if d.campaign_id == row.original_campaign_id]
+    rerun = [d.per_task for d in deltas if d.campaign_id != row.original_campaign_id]
     assert len(original) == 3 and len(rerun) == 2
     # The flag, by hand: |mean(rerun) - mean(original)| against the original's sample std.
     expected = abs(statistics.fmean(rerun) - statistics.fmean(original)) <= statistics.stdev(
         original
     )
     assert expected is False  # ten times worse is far outside the seeds' spread
-    assert row["per_task_reproduced"] is expected and row["seeds"] == 3
+    assert row.per_task_reproduced is expected and row.seeds == 3
 
-    at = site(rerun_db, "submission", submission=str(row["id"]))
+    at = site(rerun_db, "submission", submission=str(row.id))
     campaigns = at.dataframe[3].value
     assert list(campaigns["campaign"]) == ["initial", "nightly"]
     assert list(campaigns["kind"]) == ["original", "rerun"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from db.delta_m import PER_METRIC, PER_TASK
 from db.models import JobState, Role
-from db.queries import MetricColumn, SeedResult
+from db.queries import JobRow, MetricColumn, RankingRow, ReportedRow, RunDelta, RunRow, SeedResult
 from leaderboard.tables import (
     CI,
     FLOPS,
@@ -72,8 +73,8 @@ def row(
     parameters: float | None = 100.0,
     miou: float = 0.5,
     landed: datetime | None = None,
-) -> dict[str, Any]:
-    """A row shaped like db.queries.ranking's, its Δm statistics from the runs' values."""
+) -> RankingRow:
+    """A row as db.queries.ranking gives it, its Δm statistics from the runs' values."""
     seeds = len(per_task)
 
     def stat(values: list[float]) -> tuple[float | None, float | None]:
@@ -81,40 +82,48 @@ def row(
             return None, None
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
-    return {
-        "id": id,
-        "name": name,
-        "description": f"{name} does things",
-        "authors": ["Ada Lovelace"],
-        "architecture": "single-task" if role is Role.BASELINE else "hard-sharing",
-        "backbone": "small-cnn",
-        "weighting": weighting,
-        "optimizer": "adam",
-        "role": role,
-        "spec_hash": f"{id:064d}",
-        "benchmark": "bench",
-        "protocol_version": 1,
-        "submitted_at": datetime(2026, 1, id),
-        "seeds": seeds,
-        "pending_jobs": pending_jobs,
-        "failed_jobs": failed_jobs,
-        "parameters": parameters,
-        "flops": None if parameters is None else 10 * parameters,
-        "wall_time_s": None if parameters is None else 7200.0,
-        "peak_gpu_memory_bytes": None if parameters != 50 else 96 * 1024**2,
-        "device": "cpu (x86_64, 1 threads)",
-        "last_result": landed,
-        "per_task_mean": stat(per_task)[0],
-        "per_task_std": stat(per_task)[1],
-        "per_metric_mean": stat(per_metric)[0],
-        "per_metric_std": stat(per_metric)[1],
-        "baseline_submission_id": 1 if seeds else None,
-        "run_deltas": [
-            {"run_id": 10 * id + s, "seed": s, "per_task": t, "per_metric": m}
+    return RankingRow(
+        id=id,
+        name=name,
+        description=f"{name} does things",
+        authors=("Ada Lovelace",),
+        architecture="single-task" if role is Role.BASELINE else "hard-sharing",
+        backbone="small-cnn",
+        weighting=weighting,
+        optimizer="adam",
+        role=role,
+        spec_hash=f"{id:064d}",
+        benchmark="bench",
+        protocol_version=1,
+        submitted_at=datetime(2026, 1, id),
+        seeds=seeds,
+        pending_jobs=pending_jobs,
+        failed_jobs=failed_jobs,
+        parameters=parameters,
+        flops=None if parameters is None else 10 * parameters,
+        wall_time_s=None if parameters is None else 7200.0,
+        peak_gpu_memory_bytes=None if parameters != 50 else 96 * 1024**2,
+        device="cpu (x86_64, 1 threads)",
+        last_result=landed,
+        per_task_mean=stat(per_task)[0],
+        per_task_std=stat(per_task)[1],
+        per_metric_mean=stat(per_metric)[0],
+        per_metric_std=stat(per_metric)[1],
+        baseline_submission_id=1 if seeds else None,
+        run_deltas=tuple(
+            RunDelta(10 * id + s, id, 1, s, landed, t, m, 1)
             for s, (t, m) in enumerate(zip(per_task, per_metric, strict=True))
-        ],
-        "metrics": {} if not seeds else {("segmentation", "miou"): miou, ("depth", "abs_err"): 0.4},
-    }
+        ),
+        metrics={} if not seeds else {("segmentation", "miou"): miou, ("depth", "abs_err"): 0.4},
+        original_campaign_id=1 if seeds else None,
+        rerun_campaign=None,
+        rerun_seeds=0,
+        rerun_per_task_mean=None,
+        rerun_per_metric_mean=None,
+        per_task_reproduced=None,
+        per_metric_reproduced=None,
+        tuned_values=None,
+    )
 
 
 # Per task (higher is better), paired by seed: m1 (4, 5, 6) leads; m2 has one seed (2 at
@@ -132,9 +141,32 @@ ROWS = [
 ]  # fmt: skip
 
 
+def reported_row(reported_id: int, name: str, per_task: float | None) -> ReportedRow:
+    """A paper's result as db.queries.reported_rows gives it."""
+    return ReportedRow(
+        reported_id=reported_id, name=name, architecture="hard-sharing", weighting="dwa",
+        backbone="small-cnn", role=Role.METHOD, citation=f"{name} et al. 2024", url="",
+        note="", metrics={("segmentation", "miou"): 0.6}, columns=(COLUMNS[0],),
+        per_task=per_task, per_metric=None if per_task is None else -per_task, delta_m_note="",
+        baseline_reported_id=None, baseline_name=None,
+    )  # fmt: skip
+
+
+def run_row(run_id: int, **fields: Any) -> RunRow:
+    """A run as db.queries.submission_runs gives it; `fields` replace the defaults."""
+    defaults: dict[str, Any] = dict(
+        id=run_id, job_id=9, seed=0, campaign_id=1, campaign="initial", campaign_reason="",
+        metrics={}, parameter_count=1234, flops=5678, wall_time_s=1.5,
+        peak_gpu_memory_bytes=512 * 1024**2, device="cpu", code_version="git:abc",
+        protocol_version=1, torch_version="2.13.0", ray_version="2.60.0",
+        python_version="3.11.7", spec_hash="h" * 64, finished_at=None,
+    )  # fmt: skip
+    return RunRow(**{**defaults, **fields})
+
+
 def test_by_delta_m_orders_by_mean_and_puts_rows_without_delta_m_last() -> None:
-    assert [row["name"] for row in by_delta_m(ROWS, PER_TASK)] == ["m1", "m2", "stl", "m3"]
-    assert [row["name"] for row in by_delta_m(ROWS, PER_METRIC)] == ["m2", "m1", "stl", "m3"]
+    assert [row.name for row in by_delta_m(ROWS, PER_TASK)] == ["m1", "m2", "stl", "m3"]
+    assert [row.name for row in by_delta_m(ROWS, PER_METRIC)] == ["m2", "m1", "stl", "m3"]
 
 
 def test_placements_pair_the_rows_by_seed() -> None:
@@ -150,7 +182,7 @@ def test_placements_pair_the_rows_by_seed() -> None:
     assert rank_test_text(placed[1], names) == "vs m1: paired t, 3 seeds, p = 0"
     assert tie_notice(placed) is None
     # Reported (paper) rows are never ranked.
-    paper = {**ROWS[1], "id": -1, "source": "reported"}
+    paper = reported_row(1, "m1-paper", 5.0)
     assert -1 not in placements([*ROWS, paper], PER_TASK)
 
 
@@ -163,7 +195,7 @@ def test_every_entry_tied_is_announced() -> None:
 
 
 def test_display_names_disambiguate_repeated_names() -> None:
-    rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "a"}]
+    rows = [row(1, "a", [], []), row(2, "b", [], []), row(3, "a", [], [])]
     assert display_names(rows) == {1: "a #1", 2: "b", 3: "a #3"}
 
 
@@ -256,7 +288,7 @@ def test_status_and_links() -> None:
     ],
 )  # fmt: skip
 def test_filters(filters: Filters, names: list[str]) -> None:
-    assert [r["name"] for r in ROWS if matches(r, filters)] == names
+    assert [r.name for r in ROWS if matches(r, filters)] == names
     frame = filter_frame(ranking_frame(ROWS, COLUMNS, PER_TASK), ROWS, filters)
     assert sorted(frame["name"]) == sorted(names)
     if "stl" in names:  # ranks stay those of the whole table
@@ -293,7 +325,7 @@ def test_cost_frame_marks_the_pareto_front() -> None:
 
 def test_hours_label_follows_the_device() -> None:
     assert hours_label(ROWS) == "CPU-hours"
-    assert hours_label([*ROWS, {"device": "NVIDIA H100"}]) == "GPU-hours"
+    assert hours_label([*ROWS, replace(ROWS[0], device="NVIDIA H100")]) == "GPU-hours"
 
 
 def test_task_delta_frame_is_in_ranking_order() -> None:
@@ -335,14 +367,9 @@ def test_curves_frame_averages_over_seeds() -> None:
 
 def test_runs_frame_has_delta_m_every_metric_then_provenance() -> None:
     finished = datetime(2026, 1, 2, 3, 4, 5)
-    run = {
-        "id": 21, "seed": 7, "metrics": {("segmentation", "miou"): 0.5, ("depth", "abs_err"): 0.25},
-        "parameter_count": 1234, "flops": 5678, "wall_time_s": 1.5, "device": "cpu",
-        "code_version": "git:abc", "protocol_version": 1, "torch_version": "2.13.0",
-        "ray_version": "2.60.0", "python_version": "3.11.7", "spec_hash": "h" * 64, "job_id": 9,
-        "finished_at": finished, "peak_gpu_memory_bytes": 512 * 1024**2,
-    }  # fmt: skip
-    deltas = [{"run_id": 21, "per_task": 1.5, "per_metric": -2.5}]
+    run = run_row(21, seed=7, finished_at=finished, code_version="git:abc",
+                  metrics={("segmentation", "miou"): 0.5, ("depth", "abs_err"): 0.25})  # fmt: skip
+    deltas = [RunDelta(21, 2, 1, 7, finished, 1.5, -2.5, 1)]
     [record] = runs_frame([run], COLUMNS, deltas).to_dict("records")
     assert list(record) == [
         "seed", "campaign", "Δm per task ↑", "Δm per metric ↓", "segmentation miou ↑",
@@ -366,13 +393,9 @@ def test_facts_and_provenance() -> None:
         "2026-02-02 00:00:00 UTC", "spec hash": "0" * 63 + "3",
     }  # fmt: skip
     runs = [
-        {"code_version": "git:b", "protocol_version": 1, "torch_version": "2.13.0",
-         "ray_version": "2.60.0", "python_version": "3.11", "device": "cpu",
-         "finished_at": datetime(2026, 1, 2)},
-        {"code_version": "git:a", "protocol_version": 1, "torch_version": "2.13.0",
-         "ray_version": "2.60.0", "python_version": "3.11", "device": "cpu",
-         "finished_at": datetime(2026, 1, 1)},
-    ]  # fmt: skip
+        run_row(1, seed=0, code_version="git:b", finished_at=datetime(2026, 1, 2)),
+        run_row(2, seed=1, code_version="git:a", finished_at=datetime(2026, 1, 1)),
+    ]
     provenance = provenance_frame(ROWS[1], runs, display_names(ROWS))
     fields = dict(zip(provenance["field"], provenance["value"], strict=True))
     assert fields["Δm baseline"] == "stl (#1)" and fields["runs"] == "2"
@@ -393,18 +416,11 @@ def test_spec_frame_flattens_the_normalised_spec() -> None:
 
 
 JOBS = [
-    {"id": 1, "name": "a", "benchmark": "b", "campaign": "initial", "seed": 0,
-     "state": JobState.SUCCEEDED, "attempts": 1, "error": None, "created_at": None,
-     "started_at": None, "finished_at": None},
-    {"id": 2, "name": "a", "benchmark": "b", "campaign": "initial", "seed": 1,
-     "state": JobState.FAILED, "attempts": 1, "error": "\nValueError: bad\nTraceback ...",
-     "created_at": None, "started_at": None, "finished_at": None},
-    {"id": 3, "name": "c", "benchmark": "b", "campaign": "nightly", "seed": 0,
-     "state": JobState.FAILED, "attempts": 2, "error": "ValueError: bad", "created_at": None,
-     "started_at": None, "finished_at": None},
-    {"id": 4, "name": "c", "benchmark": "b", "campaign": "nightly", "seed": 1,
-     "state": JobState.QUEUED, "attempts": 0, "error": None, "created_at": None,
-     "started_at": None, "finished_at": None},
+    JobRow(1, 1, "a", "b", "initial", 0, JobState.SUCCEEDED, 1, None, None, None, None),
+    JobRow(2, 1, "a", "b", "initial", 1, JobState.FAILED, 1, "\nValueError: bad\nTraceback ...",
+           None, None, None),
+    JobRow(3, 2, "c", "b", "nightly", 0, JobState.FAILED, 2, "ValueError: bad", None, None, None),
+    JobRow(4, 2, "c", "b", "nightly", 1, JobState.QUEUED, 0, None, None, None, None),
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,7 @@ CHOSEN = {"optimizer.lr": 0.0075, "weighting.temperature": 3.5}
 
 
 def test_the_ranking_labels_tuned_and_untuned_entries() -> None:
-    rows = [dict(r) for r in ROWS]
-    rows[1]["tuned_values"] = CHOSEN  # m1
+    rows = [replace(r, tuned_values=CHOSEN) if r.name == "m1" else r for r in ROWS]
     frame = ranking_frame(rows, COLUMNS, PER_TASK)
     labels = dict(zip(frame["name"], frame[TUNING], strict=True))
     assert labels == {"m1": "tuned", "m2": "untuned", "stl": "untuned", "m3": "untuned"}
@@ -75,7 +75,7 @@ def test_ranking_rows_carry_the_chosen_values(database_url: str) -> None:
         )  # fmt: skip
     with transaction(database_url) as session:
         rows = ranking_results(session, "synthetic-scenes-mini", 1)
-    assert {r["name"]: r["tuned_values"] for r in rows} == {"m": CHOSEN, "u": None}
+    assert {r.name: r.tuned_values for r in rows} == {"m": CHOSEN, "u": None}
 
 
 def test_the_pages_show_the_label_the_chosen_values_and_the_trials(

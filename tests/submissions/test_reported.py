@@ -237,6 +237,19 @@ BAD = {
     ),
     "benchmark": (bad(["benchmark"], "nyu"), "benchmark: unknown benchmark 'nyu'"),
     "version": (bad(["protocol_version"], 7), "protocol_version: benchmark"),
+    # The site links to it: a web page only (issue 12).
+    "javascript url": (
+        bad(["results", 0, "url"], "javascript:alert(document.cookie)"),
+        "results.0.url: must be an http:// or https:// address, got 'javascript:alert(",
+    ),
+    "data url": (
+        bad(["results", 1, "url"], "data:text/html,<script>alert(1)</script>"),
+        "results.1.url: must be an http:// or https:// address",
+    ),
+    "relative url": (
+        bad(["results", 1, "url"], "arxiv.org/abs/1"),
+        "results.1.url: must be an http:// or https:// address, got 'arxiv.org/abs/1'",
+    ),
     "duplicate": (
         bad(["results", 0], entry("hps-paper", note="their Table 2, last row")),
         "results.1: same name and citation as results.0",

@@ -119,7 +119,7 @@ def test_another_protocol_version(filled: str, monkeypatch: pytest.MonkeyPatch) 
         assert session.get(Baseline, (MINI, 2, "small-cnn")).submission_id == 1  # type: ignore[union-attr]
         assert session.get(Baseline, (MINI, 1, "small-cnn")).submission_id == 1  # type: ignore[union-attr]
         assert (MINI, 2) in queries.benchmark_versions(session)
-        shown = [r["name"] for r in queries.ranking(session, MINI, 2)]
+        shown = [r.name for r in queries.ranking(session, MINI, 2)]
         assert shown == ["stl-small-cnn", "hps-dwa"]  # not hps-equal: never run under v2
         plan = queue_rerun(session, Selection(everything=True), "v3", "lr", protocol_version=3)
     # Under v3 (max lr 5e-4) only hps-equal (lr 1e-4) runs; the others are reported, one line each.
@@ -225,7 +225,7 @@ def test_rerun_end_to_end_on_ray(pipeline_db: str, tmp_path: Path) -> None:
     with transaction(url) as session:
         chosen = session.scalars(select(Submission).where(Submission.name == "hps-equal")).one()
         sid = chosen.id
-        before_row = next(r for r in queries.ranking(session, MINI, 2) if r["id"] == sid)
+        before_row = next(r for r in queries.ranking(session, MINI, 2) if r.id == sid)
     before = snapshot(url)
     result = runner.invoke(
         app,
@@ -243,8 +243,8 @@ def test_rerun_end_to_end_on_ray(pipeline_db: str, tmp_path: Path) -> None:
         assert job is not None and job.campaign.name.startswith("check-2")
         assert job.campaign.reason == "reproducibility" and run.submission_id == sid
         assert run.protocol_version == 2 and len(run.metric_values) > 0
-        row = next(r for r in queries.ranking(session, MINI, 2) if r["id"] == sid)
+        row = next(r for r in queries.ranking(session, MINI, 2) if r.id == sid)
     # The ranking keeps the original campaign's three seeds; the rerun is beside it.
-    assert row["seeds"] == 3 and row["per_task_mean"] == pytest.approx(before_row["per_task_mean"])
-    assert row["rerun_campaign"] == job.campaign.name and row["rerun_seeds"] == 1
-    assert row["per_task_reproduced"] in (True, False)
+    assert row.seeds == 3 and row.per_task_mean == pytest.approx(before_row.per_task_mean)
+    assert row.rerun_campaign == job.campaign.name and row.rerun_seeds == 1
+    assert row.per_task_reproduced in (True, False)
