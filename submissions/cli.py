@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from importlib.util import find_spec
 from pathlib import Path
@@ -16,21 +17,88 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
+from typer.exceptions import Abort, Exit
 
-from db.session import URL_VARIABLE, SchemaVersionError, database_url, transaction
+from db.session import DEFAULT_URL, URL_VARIABLE, SchemaVersionError, database_url, transaction
+from submissions.arguments import (
+    MAX_ID,
+    MAX_VERSION,
+    ArgumentProblem,
+    database_problem,
+    parse_lease,
+    writable_file,
+)
 
 
 class _Commands(TyperGroup):
-    """Every command: a database this code cannot use is one line on stderr and exit 1."""
+    """Every verb answers bad input with one line and exit status 1 or 2, never a traceback.
+
+    Usage errors (click's) are one line and exit 2; a database this code cannot
+    use or reach, and any other exception escaping a verb, one line and exit 1.
+    `MTLB_DEBUG=1` shows the traceback of the latter.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as e:  # `mtlb` or `mtlb db` alone: the help, as asked
+            e.show()
+            code = e.exit_code
+        except ClickException as e:
+            hint = ""
+            if isinstance(e, UsageError) and e.ctx is not None:
+                hint = f" (see `{e.ctx.command_path} --help`)"
+            _one_line(f"error: {e.format_message()}{hint}")
+            code = e.exit_code
+        except Abort:
+            _one_line("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
     # `ctx` is Typer's own (vendored) click Context.
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except SchemaVersionError as e:
-            err.print(f"error: {e}", markup=False)
-            raise typer.Exit(1) from None
+        except (ClickException, Exit, Abort, KeyboardInterrupt):
+            raise
+        except (SchemaVersionError, ArgumentProblem) as e:
+            _one_line(f"error: {e}")
+        except Exception as e:
+            if os.environ.get("MTLB_DEBUG"):
+                raise
+            _one_line(f"error: {_failure(e, ctx.obj)}")
+        raise Exit(1)
+
+
+def _one_line(text: str) -> None:
+    err.print(" ".join(text.split()), markup=False)
+
+
+def _failure(e: Exception, url: Any) -> str:
+    """One line for an exception no verb expected: a database's, or an internal error."""
+    if type(e).__module__.startswith(("sqlalchemy", "psycopg", "sqlite3")):
+        from sqlalchemy.engine import make_url
+
+        cause = getattr(e, "orig", None) or e
+        shown = make_url(url).render_as_string(hide_password=True) if isinstance(url, str) else url
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return f"database {shown}: {reason}"
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return (
+        f"internal error: {type(e).__name__}: {reason}"
+        " (MTLB_DEBUG=1 shows the traceback; please report it)"
+    )
 
 
 app = typer.Typer(
@@ -59,7 +127,13 @@ def main(
         typer.Option(help=f"database URL (default: ${URL_VARIABLE}, else sqlite:///mtlb.sqlite)"),
     ] = None,
 ) -> None:
-    ctx.obj = database_url(database)
+    url = database_url(database)
+    source = "--database" if database else f"${URL_VARIABLE}" if url != DEFAULT_URL else "database"
+    problem = database_problem(url, source)
+    if problem is not None:
+        _one_line(f"error: {problem}")
+        raise typer.Exit(1)
+    ctx.obj = url
 
 
 @app.command("validate")
@@ -139,7 +213,9 @@ def submit(
 def baselines(
     ctx: typer.Context,
     benchmark: Annotated[str, typer.Argument(help="benchmark name")],
-    version: Annotated[int | None, typer.Option(help="protocol version (default: latest)")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="protocol version (default: latest)", min=1, max=MAX_VERSION)
+    ] = None,
 ) -> None:
     """Queue the single-task baselines of a benchmark (one per allowed backbone)."""
     from runners.benchmarks import BENCHMARKS
@@ -167,7 +243,9 @@ def run(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local one)")
     ] = None,
-    max_jobs: Annotated[int | None, typer.Option(min=1, help="run at most this many jobs")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, max=MAX_ID, help="run at most this many jobs")
+    ] = None,
     timings: Annotated[
         Path | None, typer.Option(help="write 'ray_start_s training_s' to this file")
     ] = None,
@@ -194,15 +272,25 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from runners.benchmarks.base import gpu_share
-    from runners.dispatch import JobReport, parse_lease, run_jobs
+    from runners.reach import cluster_problem
 
+    # Every argument is checked before Ray starts or a job is claimed.
     try:
         lease_length = parse_lease(lease)
         if gpus_per_job is not None:
             gpu_share(gpus_per_job, "--gpus-per-job")
+        if timings is not None:
+            writable_file(timings, "--timings")
     except ValueError as e:
-        err.print(f"error: {e}", markup=False)
+        _one_line(f"error: {e}")
         raise typer.Exit(1) from None
+    problem = None if address is None else cluster_problem(address)
+    if problem is not None:
+        _one_line(f"error: {problem}")
+        raise typer.Exit(1)
+
+    from runners.dispatch import JobReport, run_jobs
+
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -272,7 +360,7 @@ def status(ctx: typer.Context) -> None:
 @app.command()
 def leaderboard(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
+    port: Annotated[int, typer.Option(help="port to serve on", min=1, max=65535)] = 8501,
     address: Annotated[str, typer.Option(help="interface to bind")] = "localhost",
 ) -> None:
     """Serve the leaderboard site (Streamlit)."""
@@ -306,7 +394,10 @@ def ranking_command(
         str | None, typer.Option(help="benchmark (default: the one the site opens on)")
     ] = None,
     version: Annotated[
-        int | None, typer.Option(help="protocol version (default: the latest with runs)", min=1)
+        int | None,
+        typer.Option(
+            help="protocol version (default: the latest with runs)", min=1, max=MAX_VERSION
+        ),
     ] = None,
     convention: Annotated[
         Convention,
@@ -471,7 +562,8 @@ def rerun(
     ],
     reason: Annotated[str, typer.Option(help="why: shown with the campaign's results")],
     submission: Annotated[
-        list[int] | None, typer.Option(help="a submission id (repeatable)", show_default=False)
+        list[int] | None,
+        typer.Option(help="a submission id (repeatable)", show_default=False, min=1, max=MAX_ID),
     ] = None,
     benchmark: Annotated[str | None, typer.Option(help="submissions of this benchmark")] = None,
     weighting: Annotated[str | None, typer.Option(help="submissions with this weighting")] = None,
@@ -484,7 +576,9 @@ def rerun(
     ] = None,
     protocol_version: Annotated[
         int | None,
-        typer.Option(help="rerun under this version of the benchmark's protocol", min=1),
+        typer.Option(
+            help="rerun under this version of the benchmark's protocol", min=1, max=MAX_VERSION
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="print the selection, write nothing")] = False,
     every: Annotated[
@@ -492,7 +586,7 @@ def rerun(
         typer.Option(help="run as a scheduler: a cycle every 30m, 6h, 24h, 7d, ..."),
     ] = None,
     cycles: Annotated[
-        int | None, typer.Option(min=1, help="scheduler: stop after this many cycles")
+        int | None, typer.Option(min=1, max=MAX_ID, help="scheduler: stop after this many cycles")
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="scheduler: Ray cluster address (default: a local one)")
@@ -520,8 +614,15 @@ def rerun(
         try:
             gpu_share(gpus_per_job, "--gpus-per-job")
         except ValueError as e:
-            err.print(f"error: {e}", markup=False)
+            _one_line(f"error: {e}")
             raise typer.Exit(1) from None
+    if address is not None and (every is not None or cycles is not None):
+        from runners.reach import cluster_problem
+
+        problem = cluster_problem(address)
+        if problem is not None:
+            _one_line(f"error: {problem}")
+            raise typer.Exit(1)
 
     selection = Selection(
         submission_ids=tuple(submission or ()),
@@ -701,3 +802,7 @@ def db_current(ctx: typer.Context) -> None:
     from db.migrate import current
 
     console.print(current(ctx.obj).describe(), markup=False)
+
+
+if __name__ == "__main__":
+    app(prog_name="mtlb")
