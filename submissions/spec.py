@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
 import pydantic
 from pydantic import Field
+from pydantic_core import PydanticCustomError
 
 import runners.models
 import runners.weighting  # noqa: F401  (registers weighting methods)
@@ -75,7 +77,34 @@ def _backbone() -> Any:
     ]
 
 
-Text = Annotated[str, Field(max_length=2000)]
+def _visible(text: str, allowed: str = "") -> str:
+    """`text` if it holds no invisible or direction-changing character (Unicode Cf, Cc, ...).
+
+    Names, descriptions and authors are shown on the site and in tables: a
+    right-to-left override (U+202E), a zero-width space (U+200B) or a byte
+    order mark (U+FEFF) would make one name look like another, or reorder
+    what follows it.  The rule is the submitter's (`str.isprintable`); a
+    description may also break lines (`allowed`).
+    """
+    for character in text:
+        if not character.isprintable() and character not in allowed:
+            name = unicodedata.name(character, unicodedata.category(character))
+            raise PydanticCustomError(
+                "invisible_character",
+                "character U+{code} ({name}) is not allowed: invisible and direction-changing"
+                " characters could make one name look like another",
+                {"code": f"{ord(character):04X}", "name": name},
+            )
+    return text
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100), pydantic.AfterValidator(_visible)]
+Text = Annotated[
+    str,
+    Field(max_length=2000),
+    pydantic.AfterValidator(lambda text: _visible(text, allowed="\n\t\r")),
+]
+Author = Annotated[str, Field(max_length=200), pydantic.AfterValidator(_visible)]
 
 
 SECTIONS: dict[str, Registry[Any]] = {
@@ -92,15 +121,9 @@ def spec_model() -> type[StrictModel]:
     backbone = (_backbone(), ...)
     fields: dict[str, Any] = {
         "spec_version": (Literal[SPEC_VERSION], Field(description="version of the spec format")),
-        "name": (
-            Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")],
-            ...,
-        ),
+        "name": (Name, ...),
         "description": (Text, ""),
-        "authors": (
-            Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)],
-            [],
-        ),
+        "authors": (Annotated[list[Author], Field(max_length=50)], []),
         "benchmark": (_literal(BENCHMARKS.names()), Field(description="registered benchmark")),
         "protocol_version": (
             Annotated[int, Field(ge=1, le=10_000)] | None,
