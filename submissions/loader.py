@@ -251,7 +251,7 @@ for _tag, _pattern, _first in _CORE_RESOLVERS:
 _LEADING_ZERO = re.compile(r"[-+]?0[0-9]+")
 
 
-def _construct_core_int(loader: _StrictComposer, node: yaml.ScalarNode) -> int:
+def _construct_core_int(_loader: Any, node: yaml.ScalarNode) -> int:
     """An integer of YAML 1.2's core schema (the resolver above has checked its form)."""
     text = str(node.value)
     if text.startswith(("0o", "0x")):
