@@ -197,11 +197,7 @@ def submit(
             for c in checked:
                 assert c.spec is not None
                 stored = store(session, c.spec, c.source, who, quota)
-                what = "stored" if stored.created else "already submitted"
-                report.append(
-                    f"{c.path}: {what} as #{stored.submission_id} {stored.name}"
-                    f" ({stored.spec_hash[:12]}); {stored.jobs_queued} job(s) queued"
-                )
+                report.append(f"{c.path}: {stored.describe()}")
     except QuotaExceeded as e:
         err.print(f"{printable(str(c.path))}: {e}; nothing stored", markup=False)
         raise typer.Exit(1) from None

@@ -149,10 +149,12 @@ def json_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ValidSpec:
-    """A validated spec: its normalised form (defaults written out) and content hash."""
+    """A validated spec: its normalised form (defaults written out), its content hash and the
+    hash of its training set-up (`setup_hash`)."""
 
     normalised: dict[str, Any]
     spec_hash: str
+    setup_hash: str
 
     @property
     def benchmark(self) -> str:
@@ -163,6 +165,27 @@ def content_hash(normalised: dict[str, Any]) -> str:
     """sha256 of canonical JSON: key order, formatting and implicit defaults do not matter."""
     canonical = json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# What a spec says about itself rather than about what is trained.
+NOT_SETUP = ("name", "description", "authors")
+
+
+def setup_hash(normalised: dict[str, Any]) -> str:
+    """sha256 of the training set-up alone: the spec without its name, description and authors.
+
+    Two specs with one set-up (components, parameters, search space, protocol
+    version) train the same thing; the second is not trained again.  A stored
+    spec from before stochastic methods lost their `seed` parameter carries
+    `seed: 0`, which is what every such method now uses: it is dropped, so the
+    old spec and its new form share a set-up.  `db/migrations/versions/0004_*`
+    computes the same for stored submissions.
+    """
+    setup = {key: value for key, value in normalised.items() if key not in NOT_SETUP}
+    weighting = setup.get("weighting")
+    if isinstance(weighting, dict) and weighting.get("seed") == 0:
+        setup["weighting"] = {k: v for k, v in weighting.items() if k != "seed"}
+    return content_hash(setup)
 
 
 def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError]]:
@@ -182,7 +205,7 @@ def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError
     problems = check_protocol(normalised)
     if problems:
         return None, problems
-    return ValidSpec(normalised, content_hash(normalised)), []
+    return ValidSpec(normalised, content_hash(normalised), setup_hash(normalised)), []
 
 
 def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
