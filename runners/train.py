@@ -29,6 +29,7 @@ from runners.models.base import paired_initialisation
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.step import TrainingStep, peak_memory, reset_peak_memory
 from runners.weighting import WEIGHTINGS, Weighting
+from runners.weighting.base import FORMERLY_SEEDED, METHOD_SEED
 
 
 class Diverged(RuntimeError):
@@ -149,9 +150,17 @@ def build(
         )
     model.scale_outputs(protocol.output_scaling)
     w_name, w_params = split_component(spec["weighting"])
+    # A spec stored while stochastic methods took a `seed` (now the platform's, METHOD_SEED):
+    # its reruns draw as its first runs did.
+    legacy_seed = w_params.pop("seed", None) if w_name in FORMERLY_SEEDED else None
     weighting = WEIGHTINGS.get(w_name)(
         len(benchmark.tasks), **dict(WEIGHTINGS.parameters(w_name).model_validate(w_params))
     )
+    if legacy_seed is not None:
+        if isinstance(legacy_seed, bool) or not isinstance(legacy_seed, int):
+            raise ValueError(f"weighting.seed: expected an integer, got {legacy_seed!r}")
+        if legacy_seed != METHOD_SEED:
+            weighting.reseed(legacy_seed)
     o_name, o_params = split_component(spec["optimizer"])
     o_checked = dict(OPTIMIZERS.parameters(o_name).model_validate(o_params))
     if o_checked.get("lr", 0.0) > protocol.max_lr:

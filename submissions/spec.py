@@ -338,6 +338,12 @@ def _problem(error: Any) -> SpecError:
         )
     if kind == "missing":
         return SpecError(field, "missing required field")
+    if kind == "extra_forbidden" and field == "weighting.seed":
+        return SpecError(
+            field,
+            "not a parameter: a method's own randomness is seeded by the platform, the same for"
+            " every submission, so that no submitter can choose a lucky seed",
+        )
     if kind == "extra_forbidden":
         return SpecError(field, "unknown field")
     return SpecError(field, error["msg"])

@@ -96,3 +96,43 @@ def test_the_migration_fills_in_stored_set_ups_as_the_code_computes_them(tmp_pat
         stored = connection.execute(sa.text("SELECT setup_hash FROM submissions")).scalar_one()
     engine.dispose()
     assert stored == setup_hash(legacy) == setup_hash(spec)
+
+
+def test_a_seed_for_a_stochastic_method_is_refused_with_the_reason(tmp_path: Path) -> None:
+    spec = tmp_path / "lucky.yaml"
+    spec.write_text(
+        (EXAMPLES / "hps-pcgrad.yaml").read_text().replace("name: pcgrad", "name: pcgrad, seed: 7")
+    )
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        f"{spec}: weighting.seed: not a parameter: a method's own randomness is seeded by the"
+        " platform, the same for every submission, so that no submitter can choose a lucky seed"
+    )
+
+
+def test_stored_specs_with_a_seed_train_as_they_did() -> None:
+    """A spec stored with `seed: 0` (the old default) builds the generator a spec without one
+    builds now; one stored with another seed keeps it on rerun."""
+    import torch
+
+    from runners.benchmarks import BENCHMARKS
+    from runners.train import build
+
+    benchmark = BENCHMARKS.get("synthetic-scenes-mini")
+    now = normalised((EXAMPLES / "hps-rlw.yaml").read_text())
+    now["benchmark"] = benchmark.name
+    protocol = benchmark.protocol(now["protocol_version"])
+
+    def generator_state(weighting: dict[str, Any]) -> torch.Tensor:
+        return build({**now, "weighting": weighting}, benchmark, protocol, 0)[
+            1
+        ]._generator.get_state()
+
+    current = generator_state(now["weighting"])
+    assert torch.equal(current, torch.Generator().manual_seed(0).get_state())
+    assert torch.equal(generator_state({**now["weighting"], "seed": 0}), current)
+    assert torch.equal(
+        generator_state({**now["weighting"], "seed": 5}),
+        torch.Generator().manual_seed(5).get_state(),
+    )
