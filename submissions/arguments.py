@@ -23,6 +23,16 @@ MAX_LEASE = timedelta(days=7)
 DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
+# As in db.session (which imports SQLAlchemy); tests/submissions/test_structure.py checks.
+URL_VARIABLE = "MTLB_DATABASE_URL"
+DEFAULT_URL = "sqlite:///mtlb.sqlite"
+
+
+def database_url(override: str | None = None) -> str:
+    """--database, else $MTLB_DATABASE_URL, else the SQLite file in the working directory."""
+    return override or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+
+
 class ArgumentProblem(ValueError):
     """One line: which argument, what was wrong with it."""
 
@@ -53,31 +63,38 @@ def database_problem(url: str, source: str) -> str | None:
 
     `source` says where the URL came from (--database, $MTLB_DATABASE_URL, the default).
     Nothing is connected to: a server that does not answer is reported when it is used.
+    SQLite URLs are read here without SQLAlchemy (which `mtlb validate` never loads).
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     shown = url if len(url) <= 100 else url[:97] + "..."
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+    found = re.fullmatch(r"([A-Za-z][A-Za-z0-9+._-]*)://(.*)", url, re.DOTALL)
+    if found is None:
         return (
             f"{source}: not a database URL: {shown!r}"
             " (expected sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE)"
         )
-    if parsed.drivername not in DRIVERS:
-        hint = (
-            "; write postgresql+psycopg://..." if parsed.get_backend_name() == "postgresql" else ""
-        )
+    driver, rest = found[1], found[2]
+    if driver not in DRIVERS:
+        hint = "; write postgresql+psycopg://..." if driver.startswith("postgres") else ""
         return (
-            f"{source}: unsupported database {parsed.drivername!r}"
+            f"{source}: unsupported database {driver!r}"
             f" (supported: sqlite:///FILE, postgresql+psycopg://USER@HOST/DATABASE){hint}"
         )
-    name = parsed.database
-    if parsed.get_backend_name() == "sqlite" and name and name != ":memory:":
-        folder = Path(name.removeprefix("file:").split("?")[0]).parent
-        if not folder.is_dir():
-            return f"{source}: the folder of the SQLite file does not exist: {str(folder)!r}"
+    if driver.startswith("sqlite"):
+        name = rest.removeprefix("/").split("?")[0]  # sqlite:///relative, sqlite:////absolute
+        if rest and not rest.startswith("/"):
+            return f"{source}: a SQLite URL has no host: {shown!r} (expected sqlite:///FILE)"
+        if name and name != ":memory:" and not name.startswith("file:"):
+            folder = Path(name).parent
+            if not folder.is_dir():
+                return f"{source}: the folder of the SQLite file does not exist: {str(folder)!r}"
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as e:
+        return f"{source}: not a database URL: {shown!r} ({e})"
     return None
 
 

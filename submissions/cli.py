@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,20 +12,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 from typer.exceptions import Abort, Exit
 
-from db.session import DEFAULT_URL, URL_VARIABLE, SchemaVersionError, database_url, transaction
+# Only what parsing needs is imported here; each verb imports its packages when it runs, so
+# that `mtlb --help`, `mtlb schema` and rejecting a malformed spec load neither SQLAlchemy nor
+# torch (`python bench/reject_time.py`).
 from submissions.arguments import (
+    DEFAULT_URL,
     MAX_ID,
     MAX_VERSION,
+    URL_VARIABLE,
     ArgumentProblem,
     database_problem,
+    database_url,
     parse_lease,
     writable_file,
 )
@@ -72,13 +73,23 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except (ClickException, Exit, Abort, KeyboardInterrupt):
             raise
-        except (SchemaVersionError, ArgumentProblem) as e:
+        except ArgumentProblem as e:
             _one_line(f"error: {e}")
         except Exception as e:
+            session = sys.modules.get("db.session")  # loaded by every verb that can raise it
+            if session is not None and isinstance(e, session.SchemaVersionError):
+                _one_line(f"error: {e}")
+                raise Exit(1) from None
             if os.environ.get("MTLB_DEBUG"):
                 raise
             _one_line(f"error: {_failure(e, ctx.obj)}")
         raise Exit(1)
+
+
+def _transaction(url: str) -> Any:
+    from db.session import transaction
+
+    return transaction(url)
 
 
 def _one_line(text: str) -> None:
@@ -91,7 +102,10 @@ def _failure(e: Exception, url: Any) -> str:
         from sqlalchemy.engine import make_url
 
         cause = getattr(e, "orig", None) or e
-        shown = make_url(url).render_as_string(hide_password=True) if isinstance(url, str) else url
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except Exception:  # a URL SQLAlchemy cannot read: say so without its text
+            shown = "(unreadable URL)"
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         return f"database {shown}: {reason}"
     reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -138,17 +152,26 @@ def main(
 
 @app.command("validate")
 def validate_command(files: Files) -> None:
-    """Check spec files: one line per problem naming the file and field; exit 1 on any."""
-    from submissions.submit import check_file
+    """Check spec files: one line per problem naming the file and field; exit 1 on any.
+
+    A file that cannot be read, or names an unknown key, component or parameter,
+    is answered from `submissions/components.json` without loading the
+    registries (and torch); the others are validated in full.
+    """
+    from submissions.structure import problem_lines, quick_check
 
     failed = False
     for path in files:
-        checked = check_file(path)
-        for line in checked.lines():
+        document, _, problems = quick_check(path)
+        if document is not None and not problems:
+            from submissions.spec import validate
+
+            spec, problems = validate(document)
+            if spec is not None:
+                console.print(f"{path}: ok ({spec.spec_hash[:12]})", markup=False)
+        for line in problem_lines(path, problems):
             err.print(line, markup=False)
-        if checked.spec is not None:
-            console.print(f"{path}: ok ({checked.spec.spec_hash[:12]})", markup=False)
-        failed |= bool(checked.problems)
+        failed |= bool(problems)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -193,7 +216,7 @@ def submit(
     report = []
     try:
         # One transaction: over the quota at the last file, the first ones are not stored either.
-        with transaction(ctx.obj) as session:
+        with _transaction(ctx.obj) as session:
             for c in checked:
                 assert c.spec is not None
                 stored = store(session, c.spec, c.source, who, quota)
@@ -224,7 +247,7 @@ def baselines(
     except (UnknownComponentError, KeyError) as e:
         err.print(f"error: {e.args[0]}", markup=False)
         raise typer.Exit(1) from None
-    with transaction(ctx.obj) as session:
+    with _transaction(ctx.obj) as session:
         for stored in queue_baselines(session, benchmark, version):
             console.print(
                 f"baseline #{stored.submission_id} {stored.name}:"
@@ -339,8 +362,11 @@ def status(ctx: typer.Context) -> None:
     from db.models import JobState
     from db.queue import job_counts
 
-    with transaction(ctx.obj) as session:
+    with _transaction(ctx.obj) as session:
         rows = job_counts(session)
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table("#", "submission", "submitter", "benchmark", "jobs")
     for column in table.columns[1:4]:
         column.no_wrap = True
@@ -498,12 +524,15 @@ def _ranking_version(
     return benchmark, version
 
 
-def _ranking_table(frame: Any) -> Table:
+def _ranking_table(frame: Any) -> Any:
     """`tables.ranking_summary` as a Rich table; blank cells where there is no value.
 
     The numbers are never cut: on a narrow terminal the names and the rank test wrap.
     """
     import pandas as pd
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
 
     from leaderboard import tables
 
@@ -545,9 +574,11 @@ def _ranking_table(frame: Any) -> Table:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec format (for editors)."""
-    from submissions.spec import json_schema
+    from submissions.structure import SCHEMA
 
-    console.print_json(json.dumps(json_schema()))
+    # Generated from the registries (`python -m submissions.structure --write`; a test keeps it
+    # current), so that printing it loads no component.
+    sys.stdout.write(SCHEMA.read_text(encoding="utf-8"))
 
 
 @app.command()
@@ -638,7 +669,7 @@ def rerun(
         chosen_seeds = None if seeds is None else parse_seeds(seeds)
         interval = None if every is None else parse_every(every)
         if dry_run or (interval is None and cycles is None):
-            with transaction(ctx.obj) as session:
+            with _transaction(ctx.obj) as session:
                 # The campaign a scheduler would create first is checked under its real name.
                 name = campaign if interval is None and cycles is None else _cycle_name(campaign)
                 if dry_run:
@@ -753,7 +784,7 @@ def reported_import(
         err.print("error: give reported-results files, or --builtin", markup=False)
         raise typer.Exit(1)
     try:
-        with transaction(ctx.obj) as session:
+        with _transaction(ctx.obj) as session:
             stored = import_files(session, paths)
     except ReportedError as e:
         err.print(f"{e}; nothing stored", markup=False)

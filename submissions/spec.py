@@ -31,9 +31,7 @@ from runners.train import model_size_problem
 from runners.weighting import WEIGHTINGS
 from submissions import search
 from submissions.loader import SpecError, clip, shown
-
-# Beyond this many problems in one file, the rest are counted, not listed.
-MAX_PROBLEMS = 20
+from submissions.messages import MAX_PROBLEMS, NO_SEED
 
 SPEC_VERSION = 1
 
@@ -339,11 +337,7 @@ def _problem(error: Any) -> SpecError:
     if kind == "missing":
         return SpecError(field, "missing required field")
     if kind == "extra_forbidden" and field == "weighting.seed":
-        return SpecError(
-            field,
-            "not a parameter: a method's own randomness is seeded by the platform, the same for"
-            " every submission, so that no submitter can choose a lucky seed",
-        )
+        return SpecError(field, NO_SEED)
     if kind == "extra_forbidden":
         return SpecError(field, "unknown field")
     return SpecError(field, error["msg"])

@@ -27,6 +27,7 @@ from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES
 from submissions import loader
 from submissions.spec import SPEC_VERSION, ValidSpec, validate
+from submissions.structure import problem_lines
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,7 @@ class Checked:
 
     def lines(self) -> list[str]:
         """One line per problem, naming the file and the field."""
-        path = loader.printable(str(self.path))
-        return [
-            f"{path}: {p.field}: {p.message}" if p.field else f"{path}: {p.message}"
-            for p in self.problems
-        ]
+        return problem_lines(self.path, self.problems)
 
 
 def check_file(path: Path) -> Checked:
