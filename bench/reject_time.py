@@ -1,6 +1,8 @@
 """How long rejecting the worst spec files takes, next to accepting a valid one.
 
-    python bench/reject_time.py [--repeat 7]
+    python bench/reject_time.py [--repeat 7] [--runs 5] [--only in-process|process]
+
+Two tables.  **In-process:**
 
 Each input is the worst of its kind that fits the 64 KiB limit (billion
 laughs, maximal nesting, 64 KiB of keys, of list items, of one string, a
@@ -8,7 +10,11 @@ laughs, maximal nesting, 64 KiB of keys, of list items, of one string, a
 (`submissions.submit.check_file`: read, parse, validate against the schema
 and the protocol), `--repeat` times after one warm-up; the table reports the
 median time and the first problem, and the last line the worst ratio to the
-valid spec.
+valid spec.  **Whole process:** the wall time of `mtlb` commands as a user
+runs them (a fresh interpreter each time: imports included), median of
+`--runs`, with the ratio to `python -c pass` measured in the same run: what a
+misspelt key, `mtlb --help` and `mtlb schema` cost, next to validating a good
+spec in full (which loads the registries and torch).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -105,10 +113,53 @@ INPUTS: dict[str, tuple[str, str]] = {
 }
 
 
+def process_times(runs: int) -> None:
+    """Whole-process wall time of `mtlb` commands, median of `runs`, against `python -c pass`."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as directory:
+        misspelt = Path(directory) / "misspelt.yaml"
+        misspelt.write_text(HEAD + "bogus: 1\n")
+        unknown = Path(directory) / "unknown-weighting.yaml"
+        unknown.write_text(HEAD.replace("name: dwa", "name: dwaa"))
+        malformed = Path(directory) / "malformed.yaml"
+        malformed.write_text(HEAD + "x: [\n")
+        mtlb = [sys.executable, "-m", "submissions.cli"]
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "mtlb --help": [*mtlb, "--help"],
+            "mtlb schema": [*mtlb, "schema"],
+            "mtlb validate (unknown key)": [*mtlb, "validate", str(misspelt)],
+            "mtlb validate (unknown weighting)": [*mtlb, "validate", str(unknown)],
+            "mtlb validate (malformed YAML)": [*mtlb, "validate", str(malformed)],
+            "mtlb validate (valid spec, in full)": [*mtlb, "validate", str(EXAMPLE)],
+        }
+        rows = []
+        for label, command in commands.items():
+            subprocess.run(command, cwd=root, capture_output=True)  # warm the file cache
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                subprocess.run(command, cwd=root, capture_output=True)
+                times.append(time.perf_counter() - started)
+            rows.append((label, statistics.median(times)))
+    base = rows[0][1]
+    print(f"| command (whole process, median of {runs}) | s | x python -c pass |")
+    print("|---|---:|---:|")
+    for label, seconds in rows:
+        print(f"| {label} | {seconds:.2f} | {seconds / base:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=["in-process", "process"])
     args = parser.parse_args()
+    if args.only != "in-process":
+        process_times(args.runs)
+        if args.only == "process":
+            return
+        print()
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for number, (label, (suffix, text)) in enumerate(INPUTS.items()):

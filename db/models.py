@@ -60,6 +60,10 @@ class Submission(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     spec_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The training set-up alone (`submissions.spec.setup_hash`: the spec without name,
+    # description and authors): a second spec with one set-up is not stored or trained again.
+    # Not unique: set-ups stored before the column may repeat.  Set just after the insert.
+    setup_hash: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     authors: Mapped[list[str]] = mapped_column(default=list)

@@ -28,7 +28,6 @@ import json
 import os
 import queue
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -61,6 +60,7 @@ from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.base import Protocol, Resources, data_root, gpu_share
 from runners.jobs import JobOutcome, execute
 from runners.leases import LeaseKeeper, dispatcher_id
+from runners.reach import cluster_problem
 
 # Locally we start a small private Ray: no dashboard, a modest object store (jobs
 # exchange specs and metrics, not tensors).
@@ -155,22 +155,15 @@ def task_options(resources: Resources) -> dict[str, Any]:
     return {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": 1}
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """ClusterUnreachable (one line) unless the Ray head at `address` (host:port) answers.
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """ClusterUnreachable (one line) unless the Ray cluster at `address` answers.
 
-    `ray.init` would wait on an address that does not answer with no message;
-    `auto` and `ray://` addresses are left to Ray.
+    `ray.init` would wait on an address that does not answer with no message
+    (`runners.reach.cluster_problem`).
     """
-    if address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterUnreachable(f"--address: expected HOST:PORT, got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise ClusterUnreachable(f"cannot reach the Ray cluster at {address}: {reason}") from None
+    problem = cluster_problem(address, timeout_s)
+    if problem is not None:
+        raise ClusterUnreachable(problem)
 
 
 def ensure_ray(address: str | None) -> None:

@@ -34,6 +34,7 @@ from runners.protocol_checks import (
 )
 from runners.step import TrainingStep, peak_memory, reset_peak_memory
 from runners.weighting import WEIGHTINGS, Weighting
+from runners.weighting.base import FORMERLY_SEEDED, METHOD_SEED
 
 
 class Diverged(RuntimeError):
@@ -130,8 +131,21 @@ def build(
             spec["architecture"], benchmark, pretrained=protocol.pretrained_for(backbone)
         )
     model.scale_outputs(protocol.output_scaling)
-    w_name, w_params = checked_parameters("weighting", spec["weighting"])
+    weighting_section = dict(spec["weighting"])
+    # A spec stored while stochastic methods took a `seed` (now the platform's, METHOD_SEED):
+    # its reruns draw as its first runs did.
+    legacy_seed = (
+        weighting_section.pop("seed", None)
+        if weighting_section.get("name") in FORMERLY_SEEDED
+        else None
+    )
+    w_name, w_params = checked_parameters("weighting", weighting_section)
     weighting = WEIGHTINGS.get(w_name)(len(benchmark.tasks), **w_params)
+    if legacy_seed is not None:
+        if isinstance(legacy_seed, bool) or not isinstance(legacy_seed, int):
+            raise ValueError(f"weighting.seed: expected an integer, got {legacy_seed!r}")
+        if legacy_seed != METHOD_SEED:
+            weighting.reseed(legacy_seed)
     o_name, o_params = checked_parameters("optimizer", spec["optimizer"])
     optimizer = OPTIMIZERS.get(o_name)([*model.parameters(), *weighting.parameters()], **o_params)
     scheduler = None

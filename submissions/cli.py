@@ -2,36 +2,117 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from collections.abc import Sequence
 from enum import StrEnum
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
+from typer.exceptions import Abort, Exit
 
-from db.session import URL_VARIABLE, SchemaVersionError, database_url, transaction
+# Only what parsing needs is imported here; each verb imports its packages when it runs, so
+# that `mtlb --help`, `mtlb schema` and rejecting a malformed spec load neither SQLAlchemy nor
+# torch (`python bench/reject_time.py`).
+from submissions.arguments import (
+    DEFAULT_URL,
+    MAX_ID,
+    MAX_VERSION,
+    URL_VARIABLE,
+    ArgumentProblem,
+    database_problem,
+    database_url,
+    parse_lease,
+    writable_file,
+)
 
 
 class _Commands(TyperGroup):
-    """Every command: a database this code cannot use is one line on stderr and exit 1."""
+    """Every verb answers bad input with one line and exit status 1 or 2, never a traceback.
+
+    Usage errors (click's) are one line and exit 2; a database this code cannot
+    use or reach, and any other exception escaping a verb, one line and exit 1.
+    `MTLB_DEBUG=1` shows the traceback of the latter.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as e:  # `mtlb` or `mtlb db` alone: the help, as asked
+            e.show()
+            code = e.exit_code
+        except ClickException as e:
+            hint = ""
+            if isinstance(e, UsageError) and e.ctx is not None:
+                hint = f" (see `{e.ctx.command_path} --help`)"
+            _one_line(f"error: {e.format_message()}{hint}")
+            code = e.exit_code
+        except Abort:
+            _one_line("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
     # `ctx` is Typer's own (vendored) click Context.
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except SchemaVersionError as e:
-            err.print(f"error: {e}", markup=False)
-            raise typer.Exit(1) from None
+        except (ClickException, Exit, Abort, KeyboardInterrupt):
+            raise
+        except ArgumentProblem as e:
+            _one_line(f"error: {e}")
+        except Exception as e:
+            session = sys.modules.get("db.session")  # loaded by every verb that can raise it
+            if session is not None and isinstance(e, session.SchemaVersionError):
+                _one_line(f"error: {e}")
+                raise Exit(1) from None
+            if os.environ.get("MTLB_DEBUG"):
+                raise
+            _one_line(f"error: {_failure(e, ctx.obj)}")
+        raise Exit(1)
+
+
+def _transaction(url: str) -> Any:
+    from db.session import transaction
+
+    return transaction(url)
+
+
+def _one_line(text: str) -> None:
+    err.print(" ".join(text.split()), markup=False)
+
+
+def _failure(e: Exception, url: Any) -> str:
+    """One line for an exception no verb expected: a database's, or an internal error."""
+    if type(e).__module__.startswith(("sqlalchemy", "psycopg", "sqlite3")):
+        from sqlalchemy.engine import make_url
+
+        cause = getattr(e, "orig", None) or e
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except Exception:  # a URL SQLAlchemy cannot read: say so without its text
+            shown = "(unreadable URL)"
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return f"database {shown}: {reason}"
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return (
+        f"internal error: {type(e).__name__}: {reason}"
+        " (MTLB_DEBUG=1 shows the traceback; please report it)"
+    )
 
 
 app = typer.Typer(
@@ -60,22 +141,37 @@ def main(
         typer.Option(help=f"database URL (default: ${URL_VARIABLE}, else sqlite:///mtlb.sqlite)"),
     ] = None,
 ) -> None:
-    ctx.obj = database_url(database)
+    url = database_url(database)
+    source = "--database" if database else f"${URL_VARIABLE}" if url != DEFAULT_URL else "database"
+    problem = database_problem(url, source)
+    if problem is not None:
+        _one_line(f"error: {problem}")
+        raise typer.Exit(1)
+    ctx.obj = url
 
 
 @app.command("validate")
 def validate_command(files: Files) -> None:
-    """Check spec files: one line per problem naming the file and field; exit 1 on any."""
-    from submissions.submit import check_file
+    """Check spec files: one line per problem naming the file and field; exit 1 on any.
+
+    A file that cannot be read, or names an unknown key, component or parameter,
+    is answered from `submissions/components.json` without loading the
+    registries (and torch); the others are validated in full.
+    """
+    from submissions.structure import problem_lines, quick_check
 
     failed = False
     for path in files:
-        checked = check_file(path)
-        for line in checked.lines():
+        document, _, problems = quick_check(path)
+        if document is not None and not problems:
+            from submissions.spec import validate
+
+            spec, problems = validate(document)
+            if spec is not None:
+                console.print(f"{path}: ok ({spec.spec_hash[:12]})", markup=False)
+        for line in problem_lines(path, problems):
             err.print(line, markup=False)
-        if checked.spec is not None:
-            console.print(f"{path}: ok ({checked.spec.spec_hash[:12]})", markup=False)
-        failed |= bool(checked.problems)
+        failed |= bool(problems)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -120,15 +216,11 @@ def submit(
     report = []
     try:
         # One transaction: over the quota at the last file, the first ones are not stored either.
-        with transaction(ctx.obj) as session:
+        with _transaction(ctx.obj) as session:
             for c in checked:
                 assert c.spec is not None
                 stored = store(session, c.spec, c.source, who, quota)
-                what = "stored" if stored.created else "already submitted"
-                report.append(
-                    f"{c.path}: {what} as #{stored.submission_id} {stored.name}"
-                    f" ({stored.spec_hash[:12]}); {stored.jobs_queued} job(s) queued"
-                )
+                report.append(f"{c.path}: {stored.describe()}")
     except QuotaExceeded as e:
         err.print(f"{printable(str(c.path))}: {e}; nothing stored", markup=False)
         raise typer.Exit(1) from None
@@ -140,7 +232,9 @@ def submit(
 def baselines(
     ctx: typer.Context,
     benchmark: Annotated[str, typer.Argument(help="benchmark name")],
-    version: Annotated[int | None, typer.Option(help="protocol version (default: latest)")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="protocol version (default: latest)", min=1, max=MAX_VERSION)
+    ] = None,
 ) -> None:
     """Queue the single-task baselines of a benchmark (one per allowed backbone)."""
     from runners.benchmarks import BENCHMARKS
@@ -153,7 +247,7 @@ def baselines(
     except (UnknownComponentError, KeyError) as e:
         err.print(f"error: {e.args[0]}", markup=False)
         raise typer.Exit(1) from None
-    with transaction(ctx.obj) as session:
+    with _transaction(ctx.obj) as session:
         for stored in queue_baselines(session, benchmark, version):
             console.print(
                 f"baseline #{stored.submission_id} {stored.name}:"
@@ -179,7 +273,7 @@ def front(
     try:
         bench = BENCHMARKS.get(benchmark)
         bench.protocol(version or bench.latest_version)
-        with transaction(ctx.obj) as session:
+        with _transaction(ctx.obj) as session:
             stored = queue_front(session, benchmark, version, tune)
     except (UnknownComponentError, KeyError, FrontError) as e:
         err.print(f"error: {e.args[0]}", markup=False)
@@ -190,31 +284,15 @@ def front(
         )
 
 
-LEASE_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_lease(text: str) -> timedelta:
-    """'90s', '10m', '1h' -> a timedelta of at least one second; ValueError otherwise.
-
-    >>> parse_lease("10m"), parse_lease("90s")
-    (datetime.timedelta(seconds=600), datetime.timedelta(seconds=90))
-    """
-    value = text.strip()
-    number, unit = value[:-1], value[-1:]
-    if unit not in LEASE_UNITS or not (number.isascii() and number.isdigit()) or int(number) == 0:
-        raise ValueError(
-            f"--lease: expected a positive duration such as 90s, 10m or 1h, got {text!r}"
-        )
-    return timedelta(seconds=int(number) * LEASE_UNITS[unit])
-
-
 @app.command()
 def run(
     ctx: typer.Context,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local one)")
     ] = None,
-    max_jobs: Annotated[int | None, typer.Option(min=1, help="run at most this many jobs")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, max=MAX_ID, help="run at most this many jobs")
+    ] = None,
     timings: Annotated[
         Path | None, typer.Option(help="write 'ray_start_s training_s' to this file")
     ] = None,
@@ -241,17 +319,25 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from runners.benchmarks.base import gpu_share
-    from runners.dispatch import ClusterUnreachable, JobReport, check_reachable, run_jobs
+    from runners.reach import cluster_problem
 
+    # Every argument is checked before Ray starts or a job is claimed.
     try:
         lease_length = parse_lease(lease)
         if gpus_per_job is not None:
             gpu_share(gpus_per_job, "--gpus-per-job")
-        if address:
-            check_reachable(address)
-    except (ValueError, ClusterUnreachable) as e:
-        err.print(f"error: {e}", markup=False)
+        if timings is not None:
+            writable_file(timings, "--timings")
+    except ValueError as e:
+        _one_line(f"error: {e}")
         raise typer.Exit(1) from None
+    problem = None if address is None else cluster_problem(address)
+    if problem is not None:
+        _one_line(f"error: {problem}")
+        raise typer.Exit(1)
+
+    from runners.dispatch import ClusterUnreachable, JobReport, run_jobs
+
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -284,8 +370,8 @@ def run(
                 storage=storage,
                 gpus_per_job=gpus_per_job,
             )
-        except ClusterUnreachable as e:
-            err.print(f"error: {e}", markup=False)
+        except ClusterUnreachable as e:  # it went away since the check above
+            _one_line(f"error: {e}")
             raise typer.Exit(1) from None
     bad = [r for r in summary.reports if r.error is not None and r.recorded]
     # Results of jobs whose lease had passed to another attempt: stored by that attempt.
@@ -308,9 +394,12 @@ def status(ctx: typer.Context) -> None:
     from db.models import JobState
     from db.queue import STALLED, job_counts, stalled_jobs
 
-    with transaction(ctx.obj) as session:
+    with _transaction(ctx.obj) as session:
         rows = job_counts(session)
         stalled = [(j.id, j.lease_owner, j.lease_expires_at) for j in stalled_jobs(session)]
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table("#", "submission", "submitter", "benchmark", "jobs")
     for column in table.columns[1:4]:
         column.no_wrap = True
@@ -335,7 +424,7 @@ def status(ctx: typer.Context) -> None:
 @app.command()
 def leaderboard(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
+    port: Annotated[int, typer.Option(help="port to serve on", min=1, max=65535)] = 8501,
     address: Annotated[str, typer.Option(help="interface to bind")] = "localhost",
 ) -> None:
     """Serve the leaderboard site (Streamlit)."""
@@ -369,7 +458,10 @@ def ranking_command(
         str | None, typer.Option(help="benchmark (default: the one the site opens on)")
     ] = None,
     version: Annotated[
-        int | None, typer.Option(help="protocol version (default: the latest with runs)", min=1)
+        int | None,
+        typer.Option(
+            help="protocol version (default: the latest with runs)", min=1, max=MAX_VERSION
+        ),
     ] = None,
     convention: Annotated[
         Convention,
@@ -474,12 +566,15 @@ def _ranking_version(
     return benchmark, version
 
 
-def _ranking_table(frame: Any) -> Table:
+def _ranking_table(frame: Any) -> Any:
     """`tables.ranking_summary` as a Rich table; blank cells where there is no value.
 
     The numbers are never cut: on a narrow terminal the names and the rank test wrap.
     """
     import pandas as pd
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
 
     from leaderboard import tables
 
@@ -521,9 +616,11 @@ def _ranking_table(frame: Any) -> Table:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec format (for editors)."""
-    from submissions.spec import json_schema
+    from submissions.structure import SCHEMA
 
-    console.print_json(json.dumps(json_schema()))
+    # Generated from the registries (`python -m submissions.structure --write`; a test keeps it
+    # current), so that printing it loads no component.
+    sys.stdout.write(SCHEMA.read_text(encoding="utf-8"))
 
 
 @app.command()
@@ -534,7 +631,8 @@ def rerun(
     ],
     reason: Annotated[str, typer.Option(help="why: shown with the campaign's results")],
     submission: Annotated[
-        list[int] | None, typer.Option(help="a submission id (repeatable)", show_default=False)
+        list[int] | None,
+        typer.Option(help="a submission id (repeatable)", show_default=False, min=1, max=MAX_ID),
     ] = None,
     benchmark: Annotated[str | None, typer.Option(help="submissions of this benchmark")] = None,
     weighting: Annotated[str | None, typer.Option(help="submissions with this weighting")] = None,
@@ -547,7 +645,9 @@ def rerun(
     ] = None,
     protocol_version: Annotated[
         int | None,
-        typer.Option(help="rerun under this version of the benchmark's protocol", min=1),
+        typer.Option(
+            help="rerun under this version of the benchmark's protocol", min=1, max=MAX_VERSION
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="print the selection, write nothing")] = False,
     every: Annotated[
@@ -555,7 +655,7 @@ def rerun(
         typer.Option(help="run as a scheduler: a cycle every 30m, 6h, 24h, 7d, ..."),
     ] = None,
     cycles: Annotated[
-        int | None, typer.Option(min=1, help="scheduler: stop after this many cycles")
+        int | None, typer.Option(min=1, max=MAX_ID, help="scheduler: stop after this many cycles")
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="scheduler: Ray cluster address (default: a local one)")
@@ -583,8 +683,15 @@ def rerun(
         try:
             gpu_share(gpus_per_job, "--gpus-per-job")
         except ValueError as e:
-            err.print(f"error: {e}", markup=False)
+            _one_line(f"error: {e}")
             raise typer.Exit(1) from None
+    if address is not None and (every is not None or cycles is not None):
+        from runners.reach import cluster_problem
+
+        problem = cluster_problem(address)
+        if problem is not None:
+            _one_line(f"error: {problem}")
+            raise typer.Exit(1)
 
     selection = Selection(
         submission_ids=tuple(submission or ()),
@@ -604,7 +711,7 @@ def rerun(
         chosen_seeds = None if seeds is None else parse_seeds(seeds)
         interval = None if every is None else parse_every(every)
         if dry_run or (interval is None and cycles is None):
-            with transaction(ctx.obj) as session:
+            with _transaction(ctx.obj) as session:
                 # The campaign a scheduler would create first is checked under its real name.
                 name = campaign if interval is None and cycles is None else _cycle_name(campaign)
                 if dry_run:
@@ -719,7 +826,7 @@ def reported_import(
         err.print("error: give reported-results files, or --builtin", markup=False)
         raise typer.Exit(1)
     try:
-        with transaction(ctx.obj) as session:
+        with _transaction(ctx.obj) as session:
             stored = import_files(session, paths)
     except ReportedError as e:
         err.print(f"{e}; nothing stored", markup=False)
@@ -764,3 +871,7 @@ def db_current(ctx: typer.Context) -> None:
     from db.migrate import current
 
     console.print(current(ctx.obj).describe(), markup=False)
+
+
+if __name__ == "__main__":
+    app(prog_name="mtlb")

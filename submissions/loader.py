@@ -11,8 +11,9 @@ in the size of the file, which is itself bounded (`MAX_BYTES`):
   gigabytes), nesting deeper than `MAX_DEPTH`, more than `MAX_NODES` keys
   and values, keys that are not strings, duplicate keys (the last would
   silently win), and numeric literals longer than `MAX_NUMBER_LENGTH`
-  (Python's int() is quadratic in the digits).  Dates and merge keys are not
-  special (YAML 1.2); `1e-3` is a float.
+  (Python's int() is quadratic in the digits).  Scalars resolve as in YAML
+  1.2's core schema: dates, merge keys, `yes`/`no`, `1:04` and `0b1` are not
+  special, `1e-3` is a float, and `010` (octal in YAML 1.1) is refused.
 - JSON is pre-scanned for nesting depth and long numbers, then parsed with
   duplicate keys, NaN/Infinity and more than `MAX_NODES` keys and values
   refused.
@@ -177,11 +178,19 @@ class _StrictComposer(
                     f"a number of {len(node.value)} characters; the limit is {MAX_NUMBER_LENGTH}"
                     f" (line {line})",
                 )
-            try:  # PyYAML's resolvers accept a few literals its constructors cannot read: 0x_
-                construct = (
-                    self.construct_yaml_float if node.tag == _FLOAT else self.construct_yaml_int
+            if node.tag == _INT and _LEADING_ZERO.fullmatch(node.value):
+                raise SpecError(
+                    field,
+                    f"ambiguous number {shown(node.value)}: a leading zero means octal in YAML"
+                    f" 1.1, decimal in YAML 1.2; write {int(node.value)} (or 0o... for octal)"
+                    f" (line {line})",
                 )
-                value = construct(node)
+            try:
+                value = (
+                    self.construct_yaml_float(node)
+                    if node.tag == _FLOAT
+                    else _construct_core_int(self, node)
+                )
             except ValueError:
                 raise SpecError(
                     field, f"not a valid number: {shown(node.value)} (line {line})"
@@ -216,24 +225,41 @@ class _StrictComposer(
         return node
 
 
-# YAML 1.2: no timestamps (a date is a string) and no merge keys (`<<` is a key like any other).
+# Scalars resolve as in YAML 1.2's core schema, not PyYAML's YAML 1.1: no timestamps (a date
+# is a string), no merge keys (`<<` is a key like any other), no `yes`/`no`/`on`/`off`
+# booleans, no sexagesimal (`1:04` is the string "1:04", not 64), no binary or `_`
+# separators; `0o17` is octal and `0x1f` hexadecimal, as written.  A decimal integer with a
+# leading zero (`010`: 8 in YAML 1.1, 10 in 1.2) is refused rather than guessed.  `1e-3`
+# (no dot) is a float, as in 1.2.
+_CORE_RESOLVERS: list[tuple[str, str, str]] = [
+    (_YAML + "bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        _FLOAT,
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+]
+_CORE_TAGS = {_YAML + "bool", _INT, _FLOAT, _YAML + "timestamp", _YAML + "merge"}
 _StrictComposer.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag not in (_YAML + "timestamp", _YAML + "merge")
-    ]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _CORE_TAGS]
     for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
-# YAML 1.1 reads "1e-3" (no dot) as a string; every spec author means a number.
-_StrictComposer.add_implicit_resolver(
-    _FLOAT,
-    re.compile(
-        r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$""",
-        re.X,
-    ),
-    list("-+0123456789"),
-)
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    _StrictComposer.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+")
+
+
+def _construct_core_int(_loader: Any, node: yaml.ScalarNode) -> int:
+    """An integer of YAML 1.2's core schema (the resolver above has checked its form)."""
+    text = str(node.value)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
+_StrictComposer.add_constructor(_INT, _construct_core_int)
 
 
 class _PyStrictLoader(

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
 import pydantic
 from pydantic import Field
+from pydantic_core import PydanticCustomError
 
 import runners.models
 import runners.weighting  # noqa: F401  (registers weighting methods)
@@ -29,9 +31,7 @@ from runners.registry import Registry, StrictModel, suggestion
 from runners.weighting import WEIGHTINGS
 from submissions import search
 from submissions.loader import SpecError, clip, shown
-
-# Beyond this many problems in one file, the rest are counted, not listed.
-MAX_PROBLEMS = 20
+from submissions.messages import MAX_PROBLEMS, NO_SEED
 
 SPEC_VERSION = 1
 
@@ -75,7 +75,34 @@ def _backbone() -> Any:
     ]
 
 
-Text = Annotated[str, Field(max_length=2000)]
+def _visible(text: str, allowed: str = "") -> str:
+    """`text` if it holds no invisible or direction-changing character (Unicode Cf, Cc, ...).
+
+    Names, descriptions and authors are shown on the site and in tables: a
+    right-to-left override (U+202E), a zero-width space (U+200B) or a byte
+    order mark (U+FEFF) would make one name look like another, or reorder
+    what follows it.  The rule is the submitter's (`str.isprintable`); a
+    description may also break lines (`allowed`).
+    """
+    for character in text:
+        if not character.isprintable() and character not in allowed:
+            name = unicodedata.name(character, unicodedata.category(character))
+            raise PydanticCustomError(
+                "invisible_character",
+                "character U+{code} ({name}) is not allowed: invisible and direction-changing"
+                " characters could make one name look like another",
+                {"code": f"{ord(character):04X}", "name": name},
+            )
+    return text
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100), pydantic.AfterValidator(_visible)]
+Text = Annotated[
+    str,
+    Field(max_length=2000),
+    pydantic.AfterValidator(lambda text: _visible(text, allowed="\n\t\r")),
+]
+Author = Annotated[str, Field(max_length=200), pydantic.AfterValidator(_visible)]
 
 
 @cache
@@ -84,15 +111,9 @@ def spec_model() -> type[StrictModel]:
     backbone = (_backbone(), ...)
     fields: dict[str, Any] = {
         "spec_version": (Literal[SPEC_VERSION], Field(description="version of the spec format")),
-        "name": (
-            Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")],
-            ...,
-        ),
+        "name": (Name, ...),
         "description": (Text, ""),
-        "authors": (
-            Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)],
-            [],
-        ),
+        "authors": (Annotated[list[Author], Field(max_length=50)], []),
         "benchmark": (_literal(BENCHMARKS.names()), Field(description="registered benchmark")),
         "protocol_version": (
             Annotated[int, Field(ge=1, le=10_000)] | None,
@@ -118,10 +139,12 @@ def json_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ValidSpec:
-    """A validated spec: its normalised form (defaults written out) and content hash."""
+    """A validated spec: its normalised form (defaults written out), its content hash and the
+    hash of its training set-up (`setup_hash`)."""
 
     normalised: dict[str, Any]
     spec_hash: str
+    setup_hash: str
 
     @property
     def benchmark(self) -> str:
@@ -132,6 +155,27 @@ def content_hash(normalised: dict[str, Any]) -> str:
     """sha256 of canonical JSON: key order, formatting and implicit defaults do not matter."""
     canonical = json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# What a spec says about itself rather than about what is trained.
+NOT_SETUP = ("name", "description", "authors")
+
+
+def setup_hash(normalised: dict[str, Any]) -> str:
+    """sha256 of the training set-up alone: the spec without its name, description and authors.
+
+    Two specs with one set-up (components, parameters, search space, protocol
+    version) train the same thing; the second is not trained again.  A stored
+    spec from before stochastic methods lost their `seed` parameter carries
+    `seed: 0`, which is what every such method now uses: it is dropped, so the
+    old spec and its new form share a set-up.  `db/migrations/versions/0004_*`
+    computes the same for stored submissions.
+    """
+    setup = {key: value for key, value in normalised.items() if key not in NOT_SETUP}
+    weighting = setup.get("weighting")
+    if isinstance(weighting, dict) and weighting.get("seed") == 0:
+        setup["weighting"] = {k: v for k, v in weighting.items() if k != "seed"}
+    return content_hash(setup)
 
 
 def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError]]:
@@ -151,7 +195,7 @@ def validate(document: dict[str, Any]) -> tuple[ValidSpec | None, list[SpecError
     problems = check_protocol(normalised)
     if problems:
         return None, problems
-    return ValidSpec(normalised, content_hash(normalised)), []
+    return ValidSpec(normalised, content_hash(normalised), setup_hash(normalised)), []
 
 
 def check_protocol(spec: dict[str, Any]) -> list[SpecError]:
@@ -224,6 +268,8 @@ def _problem(error: Any) -> SpecError:
         )
     if kind == "missing":
         return SpecError(field, "missing required field")
+    if kind == "extra_forbidden" and field == "weighting.seed":
+        return SpecError(field, NO_SEED)
     if kind == "extra_forbidden":
         return SpecError(field, "unknown field")
     return SpecError(field, error["msg"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Role, Submission, utcnow
@@ -26,6 +27,7 @@ from runners.benchmarks import BENCHMARKS
 from runners.models import ARCHITECTURES
 from submissions import loader
 from submissions.spec import SPEC_VERSION, ValidSpec, validate
+from submissions.structure import problem_lines
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,7 @@ class Checked:
 
     def lines(self) -> list[str]:
         """One line per problem, naming the file and the field."""
-        path = loader.printable(str(self.path))
-        return [
-            f"{path}: {p.field}: {p.message}" if p.field else f"{path}: {p.message}"
-            for p in self.problems
-        ]
+        return problem_lines(self.path, self.problems)
 
 
 def check_file(path: Path) -> Checked:
@@ -112,12 +110,30 @@ def quota_from_env(environ: Mapping[str, str] = os.environ) -> int | None:
 
 @dataclass(frozen=True)
 class Stored:
+    """What `store` did: `created` a submission, or found it already submitted
+    (same spec), or found one with an `identical_setup` (same training set-up
+    under another name, description or authors), which is returned instead."""
+
     submission: Submission
     submission_id: int
     name: str
     spec_hash: str
     created: bool
     jobs_queued: int
+    identical_setup: bool = False
+
+    def describe(self) -> str:
+        """One line for the submitter."""
+        if self.identical_setup:
+            return (
+                f"identical training set-up to submission #{self.submission_id}"
+                f" ({loader.printable(self.name)}); not stored, not trained again"
+            )
+        what = "stored" if self.created else "already submitted"
+        return (
+            f"{what} as #{self.submission_id} {loader.printable(self.name)}"
+            f" ({self.spec_hash[:12]}); {self.jobs_queued} job(s) queued"
+        )
 
 
 def store(
@@ -132,10 +148,22 @@ def store(
 
     `role`: by default a baseline for a single-task architecture, else a method.
 
-    A new submission over `submitter`'s quota raises QuotaExceeded; the
-    caller's transaction then stores nothing.  A duplicate never counts.
+    A spec whose training set-up is already stored under another name,
+    description or authors is not stored: the stored submission is returned
+    (`identical_setup`), and nothing is queued.  A new submission over
+    `submitter`'s quota raises QuotaExceeded; the caller's transaction then
+    stores nothing.  A duplicate never counts.
     """
     normalised = spec.normalised
+    if session.scalar(select(Submission.id).where(Submission.spec_hash == spec.spec_hash)) is None:
+        same = session.scalar(
+            select(Submission)
+            .where(Submission.setup_hash == spec.setup_hash)
+            .order_by(Submission.id)
+            .limit(1)
+        )
+        if same is not None:
+            return Stored(same, same.id, same.name, same.spec_hash, False, 0, identical_setup=True)
     benchmark = BENCHMARKS.get(normalised["benchmark"])
     protocol = benchmark.protocol(normalised["protocol_version"])
     single_task = ARCHITECTURES.get(normalised["architecture"]["name"]).single_task
@@ -147,6 +175,8 @@ def store(
         role=role or (Role.BASELINE if single_task else Role.METHOD),
         submitter=submitter,
     )
+    if created:
+        submission.setup_hash = spec.setup_hash
     # The new submission is flushed, so it counts itself.
     if (
         created

@@ -134,6 +134,16 @@ class Weighting(nn.Module, abc.ABC):
         # The method and its hyper-parameters; solver sub-modules (torchjd's) are internals.
         return f"{type(self).__name__}({self.extra_repr()})"
 
+    def reseed(self, seed: int) -> None:
+        """Seed a stochastic method's own generator with `seed` instead of `METHOD_SEED`.
+
+        Only for specs stored while methods took a `seed` parameter (see
+        `method_generator`): their reruns train as they did.
+        """
+        if not hasattr(self, "_generator"):
+            raise ValueError(f"{type(self).__name__} draws no random numbers: it takes no seed")
+        self._generator = method_generator(seed)
+
 
 class LossWeighting(Weighting):
     @abc.abstractmethod
@@ -305,6 +315,21 @@ def gram_on_cpu(matrix: torch.Tensor) -> torch.Tensor:
     instead of a synchronisation per solver iteration.
     """
     return (matrix @ matrix.T).to("cpu", torch.float64)
+
+
+# The seed of every stochastic method's own generator (PCGrad's orders, GradDrop's and
+# GradVac's draws, RLW's weights).  The platform fixes it, not the spec: a submitter who could
+# choose it could pick the luckiest of many.  It was each method's default `seed` parameter,
+# never mixed with the job's seed, so every stored result used it; deriving it from the job's
+# seed would change those results and needs a new protocol version.
+METHOD_SEED = 0
+# Weighting methods whose specs once took `seed` (in [0, 2^31]); see `reseed`.
+FORMERLY_SEEDED = frozenset({"pcgrad", "graddrop", "gradvac", "rlw"})
+
+
+def method_generator(seed: int = METHOD_SEED) -> torch.Generator:
+    """A stochastic method's own generator: its draws leave the training loop's stream alone."""
+    return torch.Generator().manual_seed(seed)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torchjd.aggregation import GradDrop as TorchJDGradDrop
 
-from runners.weighting.base import WEIGHTINGS, GradientMethod, global_rng_from
+from runners.weighting.base import WEIGHTINGS, GradientMethod, global_rng_from, method_generator
 
 
 @WEIGHTINGS.register("graddrop")
@@ -24,7 +24,8 @@ class GradDrop(GradientMethod):
     one layer, usually the shared representation's activations).  Default
     leak 0 (the paper's).  Implementation: torchjd's `GradDrop` (Algorithm
     1, lines 10-15); its uniform draws come from torch's global RNG, which
-    we seed from a generator seeded by `seed` and restore afterwards.
+    we seed from a generator seeded by the platform
+    (`METHOD_SEED`, not the spec) and restore afterwards.
 
     The update masks coordinates, so it is not a combination of the task
     gradients; the weights reported are those of the combination closest
@@ -39,12 +40,10 @@ class GradDrop(GradientMethod):
         num_tasks: int,
         *,
         leak: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
-        seed: Annotated[int, Field(ge=0, le=2**31)] = 0,
     ) -> None:
         super().__init__(num_tasks)
         self.leak = leak
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = method_generator()
         self._solver = TorchJDGradDrop()
 
     def update(self, jacobian: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

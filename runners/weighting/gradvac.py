@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torchjd.aggregation import GradVacWeighting
 
-from runners.weighting.base import WEIGHTINGS, GramAggregation, global_rng_from
+from runners.weighting.base import WEIGHTINGS, GramAggregation, global_rng_from, method_generator
 
 
 @WEIGHTINGS.register("gradvac")
@@ -27,7 +27,8 @@ class GradVac(GramAggregation):
     per layer).  Default beta = 0.5, as in torchjd and LibMTL.
     Implementation: torchjd's `GradVacWeighting` on the Gram matrix on the
     CPU; its random orders come from torch's global RNG, which we seed from
-    a generator seeded by `seed` and restore afterwards.
+    a generator seeded by the platform
+    (`METHOD_SEED`, not the spec) and restore afterwards.
     """
 
     properties: ClassVar[frozenset[str]] = frozenset({"homogeneous"})
@@ -37,12 +38,10 @@ class GradVac(GramAggregation):
         num_tasks: int,
         *,
         beta: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5,
-        seed: Annotated[int, Field(ge=0, le=2**31)] = 0,
     ) -> None:
         super().__init__(num_tasks)
         self.beta = beta
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = method_generator()
         self._solver = GradVacWeighting(beta=beta)
 
     def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 import torch
-from pydantic import Field
 
-from runners.weighting.base import WEIGHTINGS, GramAggregation
+from runners.weighting.base import WEIGHTINGS, GramAggregation, method_generator
 
 
 def pcgrad_weights(jacobian: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -48,7 +47,8 @@ class PCGrad(GramAggregation):
     """PCGrad, "Gradient Surgery for Multi-Task Learning" (Yu et al., NeurIPS 2020).
 
     Our implementation on the exact per-task Jacobian; the projection order
-    is a random permutation drawn from a generator seeded by `seed`, so a run
+    is a random permutation drawn from a generator seeded by the platform
+    (`METHOD_SEED`, not the spec), so a run
     is reproducible.  One order serves every task in a step; the authors'
     code and torchjd's `PCGrad` shuffle again for each task (torchjd from the
     global RNG), which has the same distribution per task.  Its update is on
@@ -59,10 +59,9 @@ class PCGrad(GramAggregation):
     # avoids conflicts only for two tasks.
     properties: ClassVar[frozenset[str]] = frozenset({"homogeneous"})
 
-    def __init__(self, num_tasks: int, *, seed: Annotated[int, Field(ge=0, le=2**31)] = 0):
+    def __init__(self, num_tasks: int):
         super().__init__(num_tasks)
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = method_generator()
 
     def weights_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
         order = torch.randperm(self.num_tasks, generator=self._generator)

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
-from pydantic import Field
 
-from runners.weighting.base import WEIGHTINGS, LossWeighting
+from runners.weighting.base import WEIGHTINGS, LossWeighting, method_generator
 
 
 @WEIGHTINGS.register("rlw")
@@ -18,15 +15,15 @@ class RLW(LossWeighting):
         w = softmax(lambda),
     so the weights sum to 1 (the paper's normal-distribution variant, as in
     LibMTL and the Nash-MTL code; the update is on the scale of the mean
-    loss).  The draws come from a generator seeded by `seed`, so a run is
+    loss).  The draws come from a generator seeded by the platform
+    (`METHOD_SEED`, not the spec), so a run is
     reproducible and the training loop's random stream is untouched.
     Our implementation.
     """
 
-    def __init__(self, num_tasks: int, *, seed: Annotated[int, Field(ge=0, le=2**31)] = 0):
+    def __init__(self, num_tasks: int):
         super().__init__(num_tasks)
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = method_generator()
 
     def weights(self, losses: torch.Tensor) -> torch.Tensor:
         draw = torch.randn(self.num_tasks, generator=self._generator)

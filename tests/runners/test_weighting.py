@@ -15,6 +15,7 @@ from runners.models import ARCHITECTURES, BACKBONES, MultiTaskModel
 from runners.models.base import BackboneChoice
 from runners.weighting import WEIGHTINGS, StepGraph
 from runners.weighting.base import (
+    FORMERLY_SEEDED,
     GramAggregation,
     batched_by_default,
     batched_encoder_jacobian,
@@ -123,7 +124,7 @@ def test_uncertainty_loss_and_gradient() -> None:
 
 def test_repr_shows_hyperparameters() -> None:
     assert repr(DWA(3, temperature=1.5)) == "DWA(temperature=1.5)"
-    assert repr(PCGrad(3, seed=4)) == "PCGrad(seed=4)"
+    assert repr(PCGrad(3)) == "PCGrad()"  # its seed is the platform's, not a parameter
 
 
 class Toy(nn.Module):
@@ -300,3 +301,14 @@ def test_db_mtl_keeps_the_steps_jacobian_setting(monkeypatch: pytest.MonkeyPatch
     assert not calls
     torch.testing.assert_close(method.jacobian(graph), expected)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("name", sorted(FORMERLY_SEEDED))
+def test_stochastic_methods_take_no_seed_and_draw_from_the_platform_seed(name: str) -> None:
+    """`seed` is no spec parameter; the generator starts where `seed: 0`, the old default, did."""
+    assert "seed" not in WEIGHTINGS.parameters(name).model_fields
+    method = WEIGHTINGS.get(name)(3)
+    expected = torch.Generator().manual_seed(0).get_state()
+    assert torch.equal(method._generator.get_state(), expected)
+    method.reseed(5)  # what a stored spec's `seed: 5` asks for, on rerun
+    assert torch.equal(method._generator.get_state(), torch.Generator().manual_seed(5).get_state())

@@ -267,7 +267,9 @@ def test_graddrop_without_sign_conflicts_is_the_sum() -> None:
 def test_graddrop_keeps_one_sign_per_coordinate() -> None:
     jacobian = matrix([[1.0, -2.0], [-3.0, 1.0]])
     for seed in range(10):
-        direction, _ = WEIGHTINGS.get("graddrop")(2, seed=seed).update(jacobian)
+        method = WEIGHTINGS.get("graddrop")(2)
+        method.reseed(seed)
+        direction, _ = method.update(jacobian)
         # Each coordinate is the sum of its positive parts or of its negative parts.
         assert direction[0].item() in (1.0, -3.0) and direction[1].item() in (1.0, -2.0)
 
@@ -333,7 +335,9 @@ def test_fixed_weights_and_their_checks() -> None:
 
 def test_rlw_draws_softmax_of_normal_samples_reproducibly() -> None:
     expected = torch.softmax(torch.randn(3, generator=torch.Generator().manual_seed(7)), dim=0)
-    a, b = RLW(3, seed=7), RLW(3, seed=7)
+    a, b = RLW(3), RLW(3)
+    a.reseed(7)
+    b.reseed(7)
     first = a.weights(torch.ones(3))
     torch.testing.assert_close(first, expected)
     assert abs(float(first.sum()) - 1) < 1e-6

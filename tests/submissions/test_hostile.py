@@ -224,8 +224,10 @@ CASES: list[tuple[str, str, bytes, list[str]]] = [
     (
         "unreadable-number",
         "s.yaml",
+        # YAML 1.1's resolver took 0x_ for a number its constructor could not read; in 1.2
+        # it is a string.
         edit("small-cnn}", "small-cnn, head_width: 0x_}"),
-        ["architecture.head_width: not a valid number: '0x_' (line 4)"],
+        ["architecture.head_width: Input should be a valid integer"],
     ),
     (
         "negative-lr",
@@ -307,6 +309,50 @@ CASES: list[tuple[str, str, bytes, list[str]]] = [
         "s.json",
         json_with('"authors": [' + '"a", ' * 2000 + '"a"]'),
         ["authors.995: a spec holds at most 1000 keys and values"],
+    ),
+    # YAML 1.1 leftovers: 010 was octal 8, 1:04 sexagesimal 64, `no` False.
+    (
+        "leading-zero",
+        "s.yaml",
+        edit("temperature: 2.0", "temperature: 010"),
+        [
+            "weighting.temperature: ambiguous number '010': a leading zero means octal in YAML"
+            " 1.1, decimal in YAML 1.2; write 10 (or 0o... for octal) (line 5)"
+        ],
+    ),
+    (
+        "sexagesimal",
+        "s.yaml",
+        edit("temperature: 2.0", "temperature: 1:04"),
+        ["weighting.temperature: Input should be a valid number"],
+    ),
+    # Invisible and direction-changing characters in what the site shows.
+    (
+        "right-to-left-override",
+        "s.yaml",
+        edit("name: hps-dwa", 'name: "hps-\u202edwa"'),
+        [
+            "name: character U+202E (RIGHT-TO-LEFT OVERRIDE) is not allowed: invisible and"
+            " direction-changing characters could make one name look like another"
+        ],
+    ),
+    (
+        "zero-width-space",
+        "s.yaml",
+        edit("name: hps-dwa", "name: hps-dwa\nauthors: [Ada, Ada\u200b]"),
+        [
+            "authors.1: character U+200B (ZERO WIDTH SPACE) is not allowed: invisible and"
+            " direction-changing characters could make one name look like another"
+        ],
+    ),
+    (
+        "byte-order-mark-inside",
+        "s.json",
+        json_with('"description": "a\\ufeffb"'),
+        [
+            "description: character U+FEFF (ZERO WIDTH NO-BREAK SPACE) is not allowed: invisible"
+            " and direction-changing characters could make one name look like another"
+        ],
     ),
     ("not-a-mapping", "s.yaml", b"- 1\n- 2\n", ["a spec is a mapping of fields, got list"]),
     ("empty", "s.yaml", b"", ["a spec is a mapping of fields, got NoneType"]),
@@ -390,3 +436,47 @@ def test_what_the_protocol_fixes_cannot_appear_in_a_spec(key: str) -> None:
         + [f"{s}.{key}: unknown field" for s in ("architecture", "weighting", "optimizer")]
     )
     assert set(SECTIONS) >= {"architecture", "weighting", "optimizer"}
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ("10", 10),
+        ("-0", 0),
+        ("+12", 12),
+        ("0o17", 15),
+        ("0x1f", 31),
+        ("1e-3", 0.001),
+        (".5", 0.5),
+        ("1.", 1.0),
+        ("010.5", 10.5),
+        ("true", True),
+        ("FALSE", False),
+        # YAML 1.1 only: strings in YAML 1.2.
+        ("1:04", "1:04"),
+        ("yes", "yes"),
+        ("no", "no"),
+        ("on", "on"),
+        ("0b101", "0b101"),
+        ("1_000", "1_000"),
+        ("2001-01-01", "2001-01-01"),
+        ("'010'", "010"),
+    ],
+)
+def test_scalars_resolve_as_in_yaml_1_2(literal: str, value: object) -> None:
+    from submissions.loader import parse
+
+    parsed = parse(f"a: {literal}\n".encode(), ".yaml")["a"]
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_a_description_may_break_lines() -> None:
+    from submissions.loader import parse
+    from submissions.spec import validate
+
+    document = parse(
+        edit("name: hps-dwa", "name: hps-dwa\ndescription: |\n  one\n  \ttwo\n"), ".yaml"
+    )
+    spec, problems = validate(document)
+    assert problems == [] and spec is not None
+    assert spec.normalised["description"] == "one\n\ttwo\n"

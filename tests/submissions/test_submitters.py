@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,9 +25,15 @@ spec_version: 1
 name: {name}
 benchmark: synthetic-scenes
 architecture: {{name: hard-sharing, backbone: small-cnn}}
-weighting: {{name: dwa, temperature: 2.0}}
+weighting: {{name: dwa, temperature: {temperature}}}
 optimizer: {{name: adam, lr: 1.0e-3}}
 """
+
+
+def temperature(name: str) -> float:
+    """One DWA temperature per name: specs that differ in their set-up, not only in name
+    (one set-up is stored once, whatever its name)."""
+    return 1.0 + zlib.crc32(name.encode()) % 1000 / 1000
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def spec(directory: Path, name: str) -> str:
     path = directory / f"{name.encode().hex()}.yaml"
-    path.write_text(SPEC.format(name=name))
+    path.write_text(SPEC.format(name=name, temperature=temperature(name)))
     return str(path)
 
 
@@ -128,7 +135,7 @@ def test_the_quota_counts_new_submissions_per_submitter_over_24_hours(
         json.dumps(
             {
                 "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0.0},
-                "weighting": {"name": "dwa", "temperature": 2.0},
+                "weighting": {"name": "dwa", "temperature": temperature("a")},
                 "architecture": {"name": "hard-sharing", "backbone": "small-cnn", "head_width": 16},
                 "benchmark": "synthetic-scenes",
                 "protocol_version": 2,
