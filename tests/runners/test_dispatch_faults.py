@@ -200,7 +200,7 @@ def closed_port() -> int:
 def test_an_unreachable_address_is_one_line_and_claims_nothing(tmp_path: Path) -> None:
     port = closed_port()
     with pytest.raises(
-        ClusterUnreachable, match=rf"^cannot reach the Ray cluster at 127.0.0.1:{port}: "
+        ClusterUnreachable, match=rf"^the Ray cluster at 127.0.0.1:{port} cannot be reached: "
     ):
         check_reachable(f"127.0.0.1:{port}", timeout_s=2)
     url = f"sqlite:///{tmp_path / 'unreachable.sqlite'}"
@@ -208,7 +208,7 @@ def test_an_unreachable_address_is_one_line_and_claims_nothing(tmp_path: Path) -
     result = CliRunner().invoke(app, ["--database", url, "run", "--address", f"127.0.0.1:{port}"])
     assert result.exit_code == 1
     assert result.output.strip().startswith(
-        f"error: cannot reach the Ray cluster at 127.0.0.1:{port}"
+        f"error: the Ray cluster at 127.0.0.1:{port} cannot be reached"
     )
     assert len(result.output.strip().splitlines()) == 1
     with transaction(url) as session:
