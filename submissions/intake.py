@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -262,7 +262,8 @@ def submission_state(url: str, submission_id: int) -> dict[str, Any] | None:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat()
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 class Throttle:

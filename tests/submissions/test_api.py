@@ -121,6 +121,7 @@ def test_submit_check_state_and_every_refusal(
     assert body["page"] == f"/submission?submission={body['id']}"
     code, state = call(f"{served.url}{body['api_url']}")
     assert code == 200 and state["name"] == "first" and state["submitter"] == "alice"
+    assert state["submitted_at"].endswith("+00:00")
     assert [j["state"] for j in state["jobs"]] == ["queued"] * 3
     assert [j["seed"] for j in state["jobs"]] == [0, 1, 2]
     assert state["runs"] == [] and state["delta_m"] is None and state["queue_position"] == 1
