@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import socket
@@ -213,6 +214,16 @@ def test_openapi_lists_both_routes_and_errors_carry_no_traceback(
     assert set(spec["paths"]) == {"/api/submissions", "/api/submissions/{submission_id}"}
     assert "post" in spec["paths"]["/api/submissions"]
     assert "get" in spec["paths"]["/api/submissions/{submission_id}"]
+    # A body sent in chunks, with no length announced, is cut off at the limit.
+    connection = http.client.HTTPConnection(served.url.removeprefix("http://"), timeout=30)
+    chunks = iter([b"#" * 40_000, b"#" * 40_000])
+    headers = {"Authorization": "Bearer x", "Transfer-Encoding": "chunked"}
+    connection.request("POST", "/api/submissions", chunks, headers, encode_chunked=True)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert response.status == 413
+    assert answer["error"] == "spec is over 65536 bytes; the limit is 65536; nothing stored"
     # A broken database: the client gets one line, the server's log the traceback.
     secret = token(served, "eve")
     with transaction(served.database) as session:
