@@ -309,9 +309,20 @@ class Throttle:
             delay = min(self.cap, self.base * 2 ** (extra - 1))
             return max(0.0, recent[-1] + delay - now)
 
+    # Clients remembered before expired ones are swept (a flood from many addresses).
+    SWEEP_ABOVE = 10_000
+
     def failed(self, client: str) -> None:
         with self._lock:
-            self._failures.setdefault(client, []).append(self.clock())
+            now = self.clock()
+            if len(self._failures) >= self.SWEEP_ABOVE:
+                for known in list(self._failures):
+                    self._recent(known, now)
+            self._failures.setdefault(client, []).append(now)
+
+    def clients(self) -> int:
+        """How many clients have failures on record (swept lazily)."""
+        return len(self._failures)
 
     def refusal(self, client: str) -> Refused | None:
         """A one-line refusal while `client` must wait, else None."""

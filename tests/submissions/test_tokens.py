@@ -170,3 +170,15 @@ def test_the_throttle_slows_repeated_failures_from_one_client() -> None:
     assert throttle.wait("a") == 4.0  # capped
     now[0] += 15 * 60 + 1  # the window passed: forgotten
     assert throttle.wait("a") == 0.0
+
+
+def test_the_throttle_forgets_expired_clients_under_a_flood() -> None:
+    now = [0.0]
+    throttle = intake.Throttle(clock=lambda: now[0])
+    throttle.SWEEP_ABOVE = 100
+    for i in range(100):
+        throttle.failed(f"10.0.0.{i}")
+    assert throttle.clients() == 100
+    now[0] += 15 * 60 + 1
+    throttle.failed("10.0.1.1")  # the sweep drops the 100 expired ones
+    assert throttle.clients() == 1
