@@ -25,6 +25,7 @@ from db.session import URL_VARIABLE, transaction
 from leaderboard.views.submit import client_key
 from submissions.submit import QUOTA_VARIABLE, check_file
 from submissions.tokens import create
+from tests.conftest import PAIRED_DELTAS, paired_database
 from tests.leaderboard.test_browser import CHROMEDRIVER, CHROMIUM, FLAGS, free_port, wait_healthy
 
 APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
@@ -187,6 +188,20 @@ def test_the_submit_page_only_reads_until_a_spec_is_sent(
     assert [e.value for e in at.error] == ["no spec file: choose one to upload; nothing stored"]
     assert statements and set(statements) == {"SELECT"}
     assert counts(database) == (0, 0)
+
+    # With results to rank, the page is one of the full site's, beside the sidebar.
+    paired_database(database, PAIRED_DELTAS)
+    statements.clear()
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.switch_page("views/submit.py")
+        at.run()
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert not at.exception and at.title[0].value == "Submit"
+    assert at.sidebar.selectbox[0].label == "Benchmark"
+    assert statements and set(statements) == {"SELECT"}
 
 
 def test_client_key_trusts_only_a_local_proxy() -> None:
