@@ -288,3 +288,37 @@ class ReportedBaseline(Base):
 
 
 Index("ix_metric_values_task_metric", MetricValue.task, MetricValue.metric)
+
+
+class SubmitterToken(Base):
+    """An identity the operator issued (`mtlb token create`): submits over the web page or API.
+
+    The token itself is shown once and never stored: `lookup` (its public
+    prefix) finds the row, and `token_hash` is SHA-256 over `salt` and its
+    secret part (see `submissions.tokens`).  Revoked tokens stay, so that
+    their submissions keep naming who sent them.
+    """
+
+    __tablename__ = "submitter_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The submitter name its submissions carry (`submissions.submitter`).
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    lookup: Mapped[str] = mapped_column(String(32), unique=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    # New submissions per 24 hours; NULL: the operator's $MTLB_SUBMISSIONS_PER_DAY.
+    quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TokenSubmission(Base):
+    """A submission a token stored (new ones only): what its per-day quota counts."""
+
+    __tablename__ = "token_submissions"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("submitter_tokens.id"), index=True)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -6,7 +6,8 @@ cached queries are keyed on it, so new results show at once), draws the
 shared sidebar (benchmark version, Δm convention; both live in the URL) and
 runs the page chosen in the navigation (`leaderboard/views/`).
 
-Reads through `db.queries` on a read-only engine only, never writes.  Every
+Reads through `db.queries` on a read-only engine only, never writes; the Submit
+page alone stores, through `submissions.intake.submit_spec` on its own connection.  Every
 submitter string reaches the page through `st.dataframe`/`st.code`, through
 `st.markdown` after `escape_markdown`, or through Plotly after `escape_plotly`.
 """
@@ -33,7 +34,13 @@ mtlb run
 ```
 
 Example specs are in `submissions/examples/`; results appear here as jobs finish.
+With a token from the operator, a spec can also be uploaded on the Submit page.
 """
+
+
+def welcome() -> None:
+    st.title("MTL Leaderboard")
+    st.info(HOW_TO_SUBMIT)
 
 
 def missing_sqlite_file(url: str) -> bool:
@@ -62,8 +69,14 @@ def main() -> None:
         version = None
     versions = [] if version is None else data.benchmark_versions(url, version.results)
     if version is None or not versions:
-        st.title("MTL Leaderboard")
-        st.info(HOW_TO_SUBMIT)
+        # Nothing to rank yet: the welcome, and the upload page (which needs no context).
+        path, title, icon = site.PAGES["submit"]
+        st.navigation(
+            [
+                st.Page(welcome, title="MTL Leaderboard", default=True),
+                st.Page(path, title=title, icon=icon),
+            ]
+        ).run()
         return
     pages = {
         name: st.Page(path, title=title, icon=icon, default=name == "ranking")

@@ -28,6 +28,8 @@ PAGES = {
     "submission": ("views/submission.py", "Submission", ":material/description:"),
     "compare": ("views/compare.py", "Compare", ":material/compare_arrows:"),
     "queue": ("views/queue.py", "Queue", ":material/pending_actions:"),
+    # The one page that writes, through submissions.intake only.
+    "submit": ("views/submit.py", "Submit", ":material/upload_file:"),
 }
 
 

@@ -183,6 +183,10 @@ def submit(
         str | None,
         typer.Option(help="who submits (default: $MTLB_SUBMITTER, else your user name)"),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="submit through this leaderboard's API instead, with $MTLB_TOKEN"),
+    ] = None,
 ) -> None:
     """Validate specs, store them with their content hash, queue one job per protocol seed.
 
@@ -200,6 +204,14 @@ def submit(
         store,
     )
 
+    if server is not None:
+        from submissions.client import submit_remote
+
+        say, warn = (
+            (lambda line: console.print(line, markup=False)),
+            (lambda line: err.print(line, markup=False)),
+        )
+        raise typer.Exit(submit_remote(server, files, say, warn))
     try:
         who = resolve_submitter(submitter)
         quota = quota_from_env()
@@ -872,6 +884,12 @@ def db_current(ctx: typer.Context) -> None:
 
     console.print(current(ctx.obj).describe(), markup=False)
 
+
+# Submitter tokens and the submission API (issue 16): their own module.
+from submissions.tokens_cli import api_command, token_app  # noqa: E402
+
+app.add_typer(token_app, name="token")
+app.command("api")(api_command)
 
 if __name__ == "__main__":
     app(prog_name="mtlb")

@@ -99,3 +99,28 @@ def test_a_path_with_odd_characters_opens(tmp_path: Path) -> None:
     stored(url)
     with read_only_session_factory(url)() as session:
         assert session.scalars(select(Submission.name)).all() == ["m"]
+
+
+def test_only_the_submit_page_reaches_a_writer() -> None:
+    """Every module of the site reads through the read-only engine; the Submit page alone
+    stores, and only through `submissions.intake` (whose one writer is `submit_spec`)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "leaderboard"
+    writers = {"engine", "session_factory", "transaction"}
+    reached: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {a.name for a in node.names}
+                if node.module == "db.session" and names & writers:
+                    reached.setdefault(str(path.relative_to(root)), set()).update(names & writers)
+                if node.module.startswith("submissions") or node.module.startswith("runners"):
+                    reached.setdefault(str(path.relative_to(root)), set()).add(
+                        f"{node.module}: {', '.join(sorted(names))}"
+                    )
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in {"submissions", "runners", "sqlite3"}:
+                        reached.setdefault(str(path.relative_to(root)), set()).add(alias.name)
+    assert reached == {"views/submit.py": {"submissions: intake"}}
