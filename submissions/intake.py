@@ -155,6 +155,18 @@ def _store_in(
                 existing_id=existing.id,
             )
         )
+    same = session.scalar(
+        select(Submission).where(Submission.setup_hash == spec.setup_hash).order_by(Submission.id)
+    )
+    if same is not None:
+        raise _Refusal(
+            Refused(
+                f"identical training set-up to submission #{same.id} {loader.shown(same.name)}"
+                " (only its name, description or authors differ); nothing stored",
+                409,
+                existing_id=same.id,
+            )
+        )
     quota = row.quota if row.quota is not None else default_quota
     if quota is not None:
         used = session.scalar(

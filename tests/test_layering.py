@@ -37,6 +37,8 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {}
 KNOWN_LAYERING: dict[tuple[str, str], str] = {
     ("submissions.cli", "leaderboard.exports"): "`mtlb ranking` formats with the site's exports",
     ("submissions.cli", "leaderboard.tables"): "`mtlb ranking` ranks with the site's tables",
+    ("leaderboard.views.submit", "submissions.intake"): "the Submit page, the site's one writer,"
+    " submits through the same narrow path as the API (validate, store, queue)",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import logging
@@ -34,8 +35,17 @@ name: {name}
 benchmark: synthetic-scenes-mini
 architecture: {{name: hard-sharing, backbone: small-cnn}}
 weighting: {{name: equal}}
-optimizer: {{name: adam, lr: 1.0e-3}}
+optimizer: {{name: adam, lr: {lr}}}
 """
+
+
+def spec_text(name: str) -> str:
+    """A mini spec called `name`.  Its learning rate differs per name: the same training
+    set-up under two names is refused as one (`submissions.spec.setup_hash`)."""
+    lr = 1e-4 * (1 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 100)
+    return SPEC.format(name=name, lr=f"{lr:.6g}")
+
+
 INVALID = b"spec_version: 1\nname: bad\nbenchmark: synthetic-scenes-mini\nweighting: {name: dwaa}\n"
 
 
@@ -115,7 +125,7 @@ def test_submit_check_state_and_every_refusal(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     alice, bob = token(served, "alice", quota=2), token(served, "bob")
-    code, body = post(served, SPEC.format(name="first").encode(), alice, "first.yaml")
+    code, body = post(served, spec_text("first").encode(), alice, "first.yaml")
     assert code == 201, body
     assert body["submitter"] == "alice" and body["jobs_queued"] == 3
     assert body["queue_position"] == 1 and body["api_url"] == f"/api/submissions/{body['id']}"
@@ -133,11 +143,11 @@ def test_submit_check_state_and_every_refusal(
         revoked = create(session, "dave")
         revoke(session, "dave")
     refusals = {
-        "none": post(served, SPEC.format(name="x").encode(), None),
-        "revoked": post(served, SPEC.format(name="x").encode(), revoked),
+        "none": post(served, spec_text("x").encode(), None),
+        "revoked": post(served, spec_text("x").encode(), revoked),
         "big": post(served, b"#" * (64 * 1024 + 1), bob),
         "invalid": post(served, INVALID, bob, "bad.yaml"),
-        "duplicate": post(served, SPEC.format(name="first").encode(), bob),
+        "duplicate": post(served, spec_text("first").encode(), bob),
     }
     assert {k: c for k, (c, _) in refusals.items()} == {
         "none": 401, "revoked": 401, "big": 413, "invalid": 422, "duplicate": 409,
@@ -153,17 +163,17 @@ def test_submit_check_state_and_every_refusal(
     assert stored(served) == before
 
     # The quota counts per token: alice has one left, bob is unlimited.
-    assert post(served, SPEC.format(name="second").encode(), alice)[0] == 201
-    code, answer = post(served, SPEC.format(name="third").encode(), alice)
+    assert post(served, spec_text("second").encode(), alice)[0] == 201
+    code, answer = post(served, spec_text("third").encode(), alice)
     assert code == 429 and answer["error"].startswith("quota reached: 'alice' has stored 2 new")
-    assert post(served, SPEC.format(name="third").encode(), bob)[0] == 201
+    assert post(served, spec_text("third").encode(), bob)[0] == 201
     assert stored(served) == (3, 9, 3)
 
     # Wrong tokens: with the revoked one, three failures (2 free); then the client waits,
     # whatever it sends (the throttle).
     wrong = bob[:-4] + "AAAA"
     assert [post(served, b"x: 1", wrong)[0] for _ in range(2)] == [401, 401]
-    code, answer = post(served, SPEC.format(name="fourth").encode(), bob)
+    code, answer = post(served, spec_text("fourth").encode(), bob)
     assert code == 429 and answer["error"].startswith("too many wrong tokens from this client")
     assert stored(served) == (3, 9, 3)
 
@@ -188,7 +198,7 @@ def test_a_burst_from_two_tokens_stores_each_accepted_spec_once(served: Served) 
     work = [(who, f"{who}-{i}" if i < 6 else f"shared-{i}") for who in tokens for i in range(8)]
     with ThreadPoolExecutor(len(work)) as pool:
         answers = list(
-            pool.map(lambda w: post(served, SPEC.format(name=w[1]).encode(), tokens[w[0]]), work)
+            pool.map(lambda w: post(served, spec_text(w[1]).encode(), tokens[w[0]]), work)
         )
     accepted = [(w[0], a["id"]) for w, (c, a) in zip(work, answers, strict=True) if c == 201]
     refused = sorted({c for c, _ in answers if c != 201})
@@ -228,7 +238,7 @@ def test_openapi_lists_both_routes_and_errors_carry_no_traceback(
     secret = token(served, "eve")
     with transaction(served.database) as session:
         session.execute(text("DROP TABLE token_submissions"))
-    code, answer = post(served, SPEC.format(name="broken").encode(), secret)
+    code, answer = post(served, spec_text("broken").encode(), secret)
     assert (code, answer) == (500, {"error": "internal error; nothing stored"})
     assert "Traceback" in caplog.text and secret.split("_")[-1] not in caplog.text
     with transaction(served.database) as session:
@@ -240,7 +250,7 @@ def test_mtlb_submit_server_uses_the_api(
 ) -> None:
     secret = token(served, "frank")
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
-    good.write_text(SPEC.format(name="remote"))
+    good.write_text(spec_text("remote"))
     bad.write_bytes(INVALID)
     runner = CliRunner()
     monkeypatch.delenv("MTLB_TOKEN", raising=False)

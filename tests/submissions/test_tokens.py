@@ -24,8 +24,17 @@ name: {name}
 benchmark: synthetic-scenes-mini
 architecture: {{name: hard-sharing, backbone: small-cnn}}
 weighting: {{name: equal}}
-optimizer: {{name: adam, lr: 1.0e-3}}
+optimizer: {{name: adam, lr: {lr}}}
 """
+
+
+def spec_text(name: str) -> str:
+    """A mini spec called `name`.  Its learning rate differs per name: the same training
+    set-up under two names is refused as one (`submissions.spec.setup_hash`)."""
+    lr = 1e-4 * (1 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 100)
+    return SPEC.format(name=name, lr=f"{lr:.6g}")
+
+
 INVALID = b"spec_version: 1\nname: bad\nbenchmark: synthetic-scenes-mini\nweighting: {name: dwaa}\n"
 
 
@@ -92,10 +101,10 @@ def test_wrong_revoked_and_malformed_tokens_are_refused_in_one_line(url: str) ->
 
 def test_submit_spec_stores_under_the_token_name_and_refuses_cleanly(url: str) -> None:
     token = mtlb(url, "token", "create", "carol", "--quota", "2")[1].strip()
-    ok = intake.submit_spec(url, token, "a.yaml", SPEC.format(name="a").encode())
+    ok = intake.submit_spec(url, token, "a.yaml", spec_text("a").encode())
     assert isinstance(ok, intake.Accepted), ok
     assert (ok.submitter, ok.jobs_queued, ok.queue_position) == ("carol", 3, 1)
-    second = intake.submit_spec(url, token, "b.yaml", SPEC.format(name="b").encode())
+    second = intake.submit_spec(url, token, "b.yaml", spec_text("b").encode())
     # Three jobs of `a` are queued ahead of `b`'s first.
     assert isinstance(second, intake.Accepted) and second.queue_position == 4
     assert counts(url) == (2, 6, 2)
@@ -103,22 +112,28 @@ def test_submit_spec_stores_under_the_token_name_and_refuses_cleanly(url: str) -
         assert set(session.scalars(select(Submission.submitter))) == {"carol"}
 
     refusals = {
-        "none": intake.submit_spec(url, None, "c.yaml", SPEC.format(name="c").encode()),
+        "none": intake.submit_spec(url, None, "c.yaml", spec_text("c").encode()),
         "wrong": intake.submit_spec(url, token[:-3] + "AAA", "c.yaml", b"x: 1"),
         "big": intake.submit_spec(url, token, "c.yaml", b"#" * (64 * 1024 + 1)),
         "invalid": intake.submit_spec(url, token, "dir/bad.yaml", INVALID),
-        "duplicate": intake.submit_spec(url, token, "a.yaml", SPEC.format(name="a").encode()),
-        "quota": intake.submit_spec(url, token, "c.yaml", SPEC.format(name="c").encode()),
+        "duplicate": intake.submit_spec(url, token, "a.yaml", spec_text("a").encode()),
+        "setup": intake.submit_spec(
+            url, token, "a2.yaml", spec_text("a").replace("name: a\n", "name: a2\n").encode()
+        ),
+        "quota": intake.submit_spec(url, token, "c.yaml", spec_text("c").encode()),
     }
     statuses = {k: r.status for k, r in refusals.items() if isinstance(r, intake.Refused)}
     assert statuses == {"none": 401, "wrong": 401, "big": 413, "invalid": 422,
-                        "duplicate": 409, "quota": 429}  # fmt: skip
+                        "duplicate": 409, "setup": 409, "quota": 429}  # fmt: skip
     for refused in refusals.values():
         assert isinstance(refused, intake.Refused)
         assert "\n" not in refused.reason and token not in refused.reason
         assert "nothing stored" in refused.reason
     assert refusals["duplicate"].reason.startswith(f"already submitted as #{ok.submission_id} 'a'")
     assert refusals["duplicate"].existing_id == ok.submission_id  # type: ignore[union-attr]
+    assert refusals["setup"].reason.startswith(
+        f"identical training set-up to submission #{ok.submission_id} 'a'"
+    )
     assert "65537 bytes; the limit is 65536" in refusals["big"].reason
     assert counts(url) == (2, 6, 2)
 
@@ -142,9 +157,9 @@ def test_the_operator_default_quota_applies_to_tokens_without_their_own(
 ) -> None:
     token = mtlb(url, "token", "create", "erin")[1].strip()
     monkeypatch.setenv(QUOTA_VARIABLE, "1")
-    assert isinstance(intake.submit_spec(url, token, "a.yaml", SPEC.format(name="a").encode()),
+    assert isinstance(intake.submit_spec(url, token, "a.yaml", spec_text("a").encode()),
                       intake.Accepted)  # fmt: skip
-    refused = intake.submit_spec(url, token, "b.yaml", SPEC.format(name="b").encode())
+    refused = intake.submit_spec(url, token, "b.yaml", spec_text("b").encode())
     assert isinstance(refused, intake.Refused) and refused.status == 429
     assert "'erin' has stored 1 new submission(s) in the last 24 hours" in refused.reason
 
