@@ -15,9 +15,10 @@ point of `mtlb run`, on a `ray.cluster_utils.Cluster`: a head with no CPU and
 
 It reports jobs per second through the dispatcher (first Ray submission to
 last result stored), where the dispatcher's own thread spent its time (claim,
-Ray submit, ray.wait, ray.get, record: the database write, clean-up and
-reporting), and then counts rows: every job succeeded once, one run per job,
-none lost or duplicated.  The timings wrap the functions the dispatcher calls
+Ray submit, ray.wait, ray.get, record: the result's database transaction,
+report: the caller's callback), how busy the job slots were (the jobs' own
+training time, `runs.wall_time_s`), and then counts rows: every job succeeded
+once, one run per job, none lost or duplicated.  The timings wrap the functions the dispatcher calls
 (its module's names are rebound for the run), so they add a few microseconds
 per call and change nothing else.
 """
@@ -123,7 +124,7 @@ def queue(url: str, jobs: int) -> None:
             job.state = JobState.CANCELLED
 
 
-def count_rows(url: str) -> dict[str, int]:
+def count_rows(url: str) -> dict[str, float]:
     from sqlalchemy import func, select
 
     from db.models import Job, JobState, Run
@@ -133,9 +134,10 @@ def count_rows(url: str) -> dict[str, int]:
         states = Counter(session.scalars(select(Job.state)))
         runs = session.scalar(select(func.count(Run.id))) or 0
         distinct = session.scalar(select(func.count(func.distinct(Run.job_id)))) or 0
+        training = session.scalar(select(func.sum(Run.wall_time_s))) or 0.0
     return {"succeeded": states[JobState.SUCCEEDED], "queued": states[JobState.QUEUED],
             "running": states[JobState.RUNNING], "failed": states[JobState.FAILED],
-            "runs": runs, "jobs with a run": distinct}  # fmt: skip
+            "runs": runs, "jobs with a run": distinct, "training_s": training}  # fmt: skip
 
 
 def main() -> None:
@@ -213,6 +215,13 @@ def main() -> None:
     own = busy - clock.seconds["ray.wait"]
     print(f"the dispatcher's own work (all but ray.wait): {1000 * own / n:.2f} ms/job,"
           f" so at most {n / own:.0f} jobs/s from one dispatcher")  # fmt: skip
+    # The jobs' own time (`train`'s wall time, recorded in each run) against the slots:
+    # near 100%, the workers limit the rate, not the dispatcher.
+    training = rows.pop("training_s")
+    slots = args.nodes * args.cpus_per_node
+    print(f"the jobs' own training time (runs.wall_time_s): {1000 * training / n:.0f} ms/job;"
+          f" {slots} slots busy {100 * training / (slots * summary.training_s):.0f}% of"
+          f" submit-to-last-record")  # fmt: skip
     print("\nrows afterwards: " + ", ".join(f"{k} {v}" for k, v in rows.items()))
     ok = rows["succeeded"] == rows["runs"] == rows["jobs with a run"] == args.jobs
     print("none lost or duplicated" if ok else "ROWS DO NOT ADD UP")
