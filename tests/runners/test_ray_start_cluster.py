@@ -195,6 +195,10 @@ def test_readme_cluster_survives_a_worker_raylet_killed(database_url: str, short
         # How long a node waits for its raylet to register (30 s by default): on a loaded
         # machine three nodes starting at once take longer.
         RAY_raylet_start_wait_time_s="120",
+        # The GCS declares a node dead after 5 missed health checks 3 s apart (by default),
+        # and only then does Ray retry its job: check every second, dead after 3 misses.
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_failure_threshold="3",
         # Ray's processes (a node starts five) compile their imports once into this cache,
         # not each from source where PYTHONDONTWRITEBYTECODE is set: else a node's agents can
         # miss the 15 s their raylet gives them to start.
@@ -247,7 +251,7 @@ def test_readme_cluster_survives_a_worker_raylet_killed(database_url: str, short
             os.kill(pid, signal.SIGSTOP)
         [raylet] = [p for p in descendants(victim.pid) if b"/raylet/raylet" in cmdline(p)]
         os.kill(raylet, signal.SIGKILL)
-        assert dispatcher.wait(timeout=120) == 0, (logs / "mtlb.log").read_text()
+        assert dispatcher.wait(timeout=240) == 0, (logs / "mtlb.log").read_text()
         assert head.poll() is None  # the head and the other worker are still up
         output = (logs / "mtlb.log").read_text()
     finally:
