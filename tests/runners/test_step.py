@@ -81,7 +81,7 @@ def graph_safe_methods() -> list[str]:
     return [n for n in WEIGHTINGS.names() if WEIGHTINGS.get(n).graph_safe]
 
 
-ZOO_II_EAGER = ("stch", "imtl-full", "excess-mtl", "moco")
+ZOO_II_EAGER = ("stch", "imtl-full", "excess-mtl", "moco", "sdmgrad", "modo")
 
 
 def test_graph_plans_on_cuda() -> None:
@@ -105,7 +105,7 @@ def test_graph_plans_on_cuda() -> None:
     # A draw from a CPU generator, a mask from the global RNG, a host-side step
     # counter, a solver on z's gradients, a learnt weighting with its own optimiser;
     # STCH's epoch counter, J of learnt-scaled losses (IMTL), host-side step counters
-    # and lazily created buffers (ExcessMTL, MoCo).
+    # and lazily created buffers (ExcessMTL, MoCo); three batches a step (SDMGrad, MoDo).
     for name in ZOO_II_EAGER:
         assert plan(name) == "eager", name
     for name in ("rlw", "graddrop", "db-mtl", "mgda-ub", "gradnorm", "famo"):

@@ -10,25 +10,35 @@ methods too (test_weighting_properties.py).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 from torchjd import scalarization
-from torchjd.aggregation import FairGradWeighting
+from torchjd.aggregation import FairGradWeighting, MoDoWeighting, SDMGradWeighting
 
+from runners.benchmarks import BENCHMARKS
+from runners.benchmarks.synthetic_scenes import SyntheticScenes
+from runners.train import extra_indices, train
 from runners.weighting import WEIGHTINGS, GradientMethod, StepGraph, Weighting
 from runners.weighting.base import task_jacobian
+from runners.weighting.double_sampling import DoubleSampling
 from runners.weighting.excess_mtl import ExcessMTL
 from runners.weighting.fairgrad import FairGrad, fairgrad_weights
 from runners.weighting.imtl import IMTLG
 from runners.weighting.imtl_full import IMTLFull
 from runners.weighting.moco import MoCo, project_onto_simplex
+from runners.weighting.modo import MoDo
 from runners.weighting.scale_invariant import ScaleInvariant
+from runners.weighting.sdmgrad import SDMGrad
 from runners.weighting.stch import STCH
+from tests.runners.test_checkpoint import interrupted_then_resumed
+from tests.runners.test_train import TINY
 
 
 def matrix(rows: list[list[float]]) -> torch.Tensor:
@@ -328,9 +338,154 @@ def test_simplex_projection() -> None:
     torch.testing.assert_close(project_onto_simplex(vector([0.2, 0.8])), vector([0.2, 0.8]))
 
 
+# --- SDMGrad and MoDo: double sampling ------------------------------------------------------
+
+
+def cross_matrices(seed: int, count: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        first, second = torch.randn(2, 3, 6, generator=generator, dtype=torch.float64)
+        out.append(first @ second.T)  # not symmetric, and its diagonal may be negative
+    return out
+
+
+def test_sdmgrad_weights_agree_with_torchjd_over_several_steps() -> None:
+    ours = SDMGrad(3)  # lambda 0.3, 20 iterations, inner lr 10, momentum 0.5
+    theirs = SDMGradWeighting(lr=10.0, momentum=0.5, n_iter=20, lambda_=0.3)
+    for cross in cross_matrices(0, 4):
+        torch.testing.assert_close(
+            ours.weights_from_cross(cross), theirs(cross), atol=1e-12, rtol=1e-12
+        )
+
+
+def test_sdmgrad_without_regularisation_on_orthogonal_gradients_by_hand() -> None:
+    # A = diag(1, 4): scale = mean(1, 2) = 1.5, A / 2.25.  From w = (1/2, 1/2) with lambda 0,
+    # one iteration at lr 0.9: grad = A w / 2.25 = (0.2222, 0.8889); w - 0.9 grad =
+    # (0.3, -0.3); onto the simplex: (0.8, 0.2).  (1e-8: the scale's guard, 2.25 + 1e-8.)
+    method = SDMGrad(2, lambda_=0.0, iterations=1, inner_lr=0.9)
+    weights = method.weights_from_cross(torch.diag(vector([1.0, 4.0])))
+    torch.testing.assert_close(weights, vector([0.8, 0.2]), atol=1e-8, rtol=0)
+
+
+def test_modo_step_by_hand_and_against_torchjd() -> None:
+    # lambda = (1/2, 1/2), A = diag(1, 4), rho 0.1, gamma 0.1: A lambda + rho lambda =
+    # (0.55, 2.05); lambda - 0.1 (...) = (0.445, 0.295); onto the simplex: + 0.13 each.
+    method = MoDo(2, gamma=0.1)
+    weights = method.weights_from_cross(torch.diag(vector([1.0, 4.0])))
+    torch.testing.assert_close(weights, vector([0.575, 0.425]), atol=1e-12, rtol=0)
+    ours, theirs = MoDo(3), MoDoWeighting(gamma=1e-3, rho=0.1)  # the defaults
+    for cross in cross_matrices(1, 4):
+        torch.testing.assert_close(ours.weights_from_cross(cross), theirs(cross))
+
+
+@pytest.mark.parametrize("name", ["sdmgrad", "modo"])
+def test_double_sampling_uses_three_batches(name: str) -> None:
+    # The reference: each batch's Jacobian on its own model copy, then the method's rule.
+    model = Tiny()
+    jacobians, heads = [], []
+    for seed in (0, 1, 2):
+        model.zero_grad(set_to_none=True)
+        jacobians.append(task_jacobian(model.graph(seed=seed)))
+        heads.append([grad(p).clone() for h in model.heads for p in h.parameters()])
+    reference = make(name, {})
+    assert isinstance(reference, DoubleSampling)
+    cross = (jacobians[1] @ jacobians[2].T).double()
+    expected_weights = reference.weights_from_cross(cross).float()
+
+    model.zero_grad(set_to_none=True)
+    graph = model.graph(seed=0)
+    graph.samples = (model.graph(seed=1), model.graph(seed=2))
+    weights = make(name, {}).backward(graph)
+    torch.testing.assert_close(weights, expected_weights)
+    torch.testing.assert_close(
+        grad(model.encoder.weight).reshape(-1), expected_weights @ jacobians[0]
+    )
+    own = [grad(p) for h in model.heads for p in h.parameters()]
+    for actual, *per_batch in zip(own, *heads, strict=True):  # the mean over the batches
+        torch.testing.assert_close(actual, sum(per_batch) / 3)
+
+
+def test_double_sampling_without_samples_is_the_single_sample_step() -> None:
+    model = Tiny()
+    jacobian = task_jacobian(model.graph())
+    expected, _ = SDMGrad(2).update(jacobian)
+    model.zero_grad(set_to_none=True)
+    SDMGrad(2).backward(model.graph())
+    torch.testing.assert_close(grad(model.encoder.weight).reshape(-1), expected)
+    graph = model.graph()
+    graph.samples = (model.graph(seed=1),)
+    with pytest.raises(ValueError, match="SDMGrad takes 2 extra batches per step, got 1"):
+        SDMGrad(2).backward(graph)
+
+
+def test_extra_batches_depend_on_seed_epoch_and_step_only() -> None:
+    first = extra_indices(64, 2, 4, seed=0, epoch=1, step=3)
+    assert len(first) == 2 and all(len(i) == 4 and len(set(i.tolist())) == 4 for i in first)
+    again = extra_indices(64, 2, 4, seed=0, epoch=1, step=3)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], first[1])
+    assert not torch.equal(first[0], extra_indices(64, 2, 4, seed=0, epoch=1, step=4)[0])
+    assert not torch.equal(first[0], extra_indices(64, 2, 4, seed=1, epoch=1, step=3)[0])
+    assert extra_indices(64, 0, 4, seed=0, epoch=1, step=3) == []
+
+
+def test_the_training_loop_gives_double_sampling_methods_their_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(BENCHMARKS._entries, TINY.name, TINY)
+    seen: list[tuple[int, ...]] = []
+    backward = DoubleSampling.backward
+
+    def spy(self: DoubleSampling, graph: StepGraph) -> torch.Tensor:
+        shapes = [g.losses.shape[0] for g in (graph, *graph.samples)]
+        seen.append((len(graph.samples), *shapes))
+        return backward(self, graph)
+
+    monkeypatch.setattr(DoubleSampling, "backward", spy)
+    for weighting in ("equal", "modo"):
+        spec = {
+            "benchmark": TINY.name,
+            "protocol_version": 1,
+            "architecture": {"name": "hard-sharing", "backbone": "small-cnn"},
+            "weighting": {"name": weighting},
+            "optimizer": {"name": "adam", "lr": 1e-3},
+        }
+        train(spec, seed=0)
+    # 2 epochs of 2 steps, each with two more batches; the equal run had none.
+    assert seen == [(2, 3, 3, 3)] * 4
+
+
+# Three epochs of TINY's two steps: a run can be stopped after epoch 2 and resume from 1.
+TINY_3 = SyntheticScenes(
+    "test-tiny-scenes-3",
+    "TINY with 3 epochs (tests only).",
+    {1: dataclasses.replace(TINY.protocol(1), epochs=3)},
+)
+
+
+def test_a_double_sampling_run_resumes_bit_identically(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The extra batches depend on (seed, epoch, step) alone, MoDo's state is checkpointed."""
+    monkeypatch.setitem(BENCHMARKS._entries, TINY_3.name, TINY_3)
+    torch.set_num_threads(1)
+    spec = {
+        "benchmark": TINY_3.name,
+        "protocol_version": 1,
+        "architecture": {"name": "hard-sharing", "backbone": "small-cnn"},
+        "weighting": {"name": "modo", "gamma": 0.1},
+        "optimizer": {"name": "adam", "lr": 1e-3},
+    }
+    whole = train(spec, 1)
+    resumed = interrupted_then_resumed(spec, 1, 2, tmp_path / "checkpoint.pt")
+    assert resumed.metrics == whole.metrics
+    assert resumed.curves == whole.curves
+
+
 # --- checkpoints: a resumed method continues bit for bit ----------------------------------
 
-NEW = ["scale-invariant", "stch", "imtl-full", "fairgrad", "excess-mtl", "moco"]
+NEW = ["scale-invariant", "stch", "imtl-full", "fairgrad", "excess-mtl", "moco", "sdmgrad", "modo"]
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     *((name, {}) for name in NEW),
     ("stch", {"variant": "authors-mtl", "warmup_epochs": 1}),
@@ -350,6 +505,8 @@ def steps(method: Weighting, model: Tiny, seeds: range) -> list[torch.Tensor]:
         model.zero_grad(set_to_none=True)
         method.zero_grad(set_to_none=True)
         graph = model.graph(seed=seed)
+        if method.samples_per_step > 1:
+            graph.samples = (model.graph(seed=seed + 100), model.graph(seed=seed + 200))
         out.append(method.backward(graph))
         out.extend(grad(p) for p in [*model.parameters(), *method.parameters()])
         method.end_epoch(graph.losses.detach() * (1 + 0.1 * seed))
@@ -385,4 +542,6 @@ def test_every_new_method_is_registered_as_a_gradient_method_or_loss_weighting()
         "fairgrad": True,
         "excess-mtl": True,
         "moco": True,
+        "sdmgrad": True,
+        "modo": True,
     }
