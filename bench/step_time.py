@@ -99,10 +99,19 @@ def main() -> None:
         )
 
     steps = {(c, n): make_step(n, c) for c in chosen for n in names}
+    # A double-sampling method's step takes further batches (`samples_per_step`): the next ones.
+    size = protocol.batch_size
+    samples = {
+        n: [
+            {k: v[i * size : (i + 1) * size].to(args.device) for k, v in data.items()}
+            for i in range(1, WEIGHTINGS.get(n).samples_per_step)
+        ]
+        for n in names
+    }
 
     def timed(key: tuple[str, str]) -> float:
         started = time.perf_counter()
-        steps[key](batch)
+        steps[key](batch, samples[key[1]])
         sync()
         return time.perf_counter() - started
 

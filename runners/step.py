@@ -81,6 +81,8 @@ def graph_plan(
         return "eager", f"{device.type}: CUDA graphs are for CUDA devices"
     if data_parallel:
         return "eager", "data-parallel: gradients are averaged across workers inside the step"
+    if weighting.samples_per_step > 1:
+        return "eager", f"{weighting.samples_per_step} batches per step (double sampling)"
     if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
         # SGD reads its learning rate on the host; Adam and AdamW run capturable.
         return "eager", f"the {type(optimizer).__name__} optimiser's step cannot be captured"
@@ -161,9 +163,12 @@ class TrainingStep:
             deterministic_cuda()
         prepare_optimizer(optimizer, self.device, capturable=self.plan != "eager")
 
-    def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.plan == "eager":
-            return self.eager(batch)
+    def __call__(
+        self, batch: Batch, samples: Sequence[Batch] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`samples`: the further batches of a method with `samples_per_step` > 1."""
+        if self.plan == "eager" or samples:
+            return self.eager(batch, samples)
         if self._captured is None:
             self._capture(batch)
             if self._captured is None:  # the capture failed: eager from now on
@@ -174,9 +179,13 @@ class TrainingStep:
         self.replays += 1
         return captured.replay(batch, self.weighting)
 
-    def eager(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def eager(
+        self, batch: Batch, samples: Sequence[Batch] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step as the training loop has always run it."""
         graph = self._forward(batch)
+        if samples:
+            graph.samples = tuple(self._forward(sample) for sample in samples)
         self.optimizer.zero_grad(set_to_none=True)
         weights = self.weighting.backward(graph)
         if self.parallel is not None:

@@ -7,6 +7,7 @@ turns the step's losses into gradients (`Weighting.backward`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import platform
@@ -230,15 +231,24 @@ def train(
         weight_sum = torch.zeros(len(tasks), device=device)
         for step in range(steps):
             index = order[step * batch_size : (step + 1) * batch_size]
+            # A double-sampling method's further batches (none for the others).
+            extra = extra_indices(
+                n_train, weighting.samples_per_step - 1, len(index), seed, epoch, step
+            )
             if parallel is not None:
                 index = parallel.shard(index)
+                extra = [parallel.shard(i) for i in extra]
             if deadline is not None and time.perf_counter() > deadline:
                 raise TimeLimitExceeded(float(time_limit_s or 0.0))
             batch = {k: v[index] for k, v in train_data.items()}
+            samples = [{k: v[i.to(device)] for k, v in train_data.items()} for i in extra]
             if protocol.augmentation:
                 # On the device, with the job's generator: a run repeats.
                 batch = benchmark.augment(batch, generator)
-            losses, weights = train_step(batch)
+                if samples:
+                    drawing = extra_generator(seed, epoch, step, "augmentation")
+                    samples = [benchmark.augment(sample, drawing) for sample in samples]
+            losses, weights = train_step(batch, samples)
             loss_sum += losses
             weight_sum += weights
         if parallel is not None:
@@ -333,6 +343,30 @@ def restore_training_state(
     torch.set_rng_state(state["torch_rng"].cpu())
     generator.set_state(state["generator"].cpu())
     return [CurvePoint(int(e), str(t), str(n), float(v)) for e, t, n, v in state["curves"]]
+
+
+def extra_generator(*key: object) -> torch.Generator:
+    """A CPU generator seeded by the sha256 of `key` alone."""
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def extra_indices(
+    n_train: int, count: int, batch_size: int, seed: int, epoch: int, step: int
+) -> list[torch.Tensor]:
+    """The examples of `count` further batches for one step of a double-sampling method.
+
+    Each batch is `batch_size` examples drawn without replacement from the
+    whole train split (as SDMGrad's authors draw them, from a second shuffled
+    loader), by a generator seeded by (seed, epoch, step) alone: the
+    protocol's data order and augmentation draws, which the job's generator
+    makes and which pair submissions, are the same for every method, and a
+    run resumed from a checkpoint draws the same batches.
+    """
+    if count == 0:
+        return []
+    generator = extra_generator(seed, epoch, step)
+    return [torch.randperm(n_train, generator=generator)[:batch_size] for _ in range(count)]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

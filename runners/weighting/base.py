@@ -54,6 +54,10 @@ class StepGraph:
     # batched (vmapped) backward pass; False, one pass per task; None, the device's
     # default (`batched_by_default`).
     batched_jacobian: bool | None = None
+    # The graphs of further independent mini-batches of the same step, for a method
+    # with `Weighting.samples_per_step` > 1 (the training loop draws them); empty
+    # otherwise.  Same parameters, other data.
+    samples: tuple[StepGraph, ...] = ()
 
     @cached_property
     def losses(self) -> torch.Tensor:
@@ -74,6 +78,11 @@ class Weighting(nn.Module, abc.ABC):
     # the same memory as the captured step did.  A `GramAggregation` is
     # captured in two parts around its one host copy instead.
     graph_safe: ClassVar[bool] = False
+    # Independent mini-batches one step needs: the step's own and
+    # `samples_per_step - 1` more in `StepGraph.samples`, drawn by the training
+    # loop (`runners.train.extra_batches`).  More than 1 for methods that estimate
+    # a product of expectations without bias by double sampling (SDMGrad, MoDo).
+    samples_per_step: ClassVar[int] = 1
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()

@@ -81,29 +81,39 @@ def graph_safe_methods() -> list[str]:
     return [n for n in WEIGHTINGS.names() if WEIGHTINGS.get(n).graph_safe]
 
 
+ZOO_II_EAGER = ("stch", "imtl-full", "excess-mtl", "moco", "sdmgrad", "modo")
+
+
 def test_graph_plans_on_cuda() -> None:
     def plan(name: str, optimizer: str = "adam", **kwargs: Any) -> str:
         torch.manual_seed(0)
         _, method, opt, _ = build(spec(name, optimizer), MINI, PROTOCOL)
         return graph_plan(method, opt, kwargs.pop("device", CUDA), **kwargs)[0]
 
-    assert graph_safe_methods() == ["dtp", "dwa", "equal", "fixed", "gls", "uncertainty"]
+    assert graph_safe_methods() == [
+        "dtp", "dwa", "equal", "fixed", "gls", "scale-invariant", "uncertainty"
+    ]  # fmt: skip
     for name in graph_safe_methods():
         assert plan(name) == "whole"
     # Every solver on the Gram matrix: two graphs around the one host copy of G.
     assert gram_methods() == [
-        "aligned-mtl", "cagrad", "gradvac", "imtl", "mgda", "nash-mtl", "pcgrad", "upgrad"
+        "aligned-mtl", "cagrad", "fairgrad", "gradvac", "imtl", "mgda", "nash-mtl", "pcgrad",
+        "upgrad",
     ]  # fmt: skip
     for name in gram_methods():
         assert plan(name) == "split"
     # A draw from a CPU generator, a mask from the global RNG, a host-side step
-    # counter, a solver on z's gradients, a learnt weighting with its own optimiser.
+    # counter, a solver on z's gradients, a learnt weighting with its own optimiser;
+    # STCH's epoch counter, J of learnt-scaled losses (IMTL), host-side step counters
+    # and lazily created buffers (ExcessMTL, MoCo); three batches a step (SDMGrad, MoDo).
+    for name in ZOO_II_EAGER:
+        assert plan(name) == "eager", name
     for name in ("rlw", "graddrop", "db-mtl", "mgda-ub", "gradnorm", "famo"):
         assert plan(name) == "eager", name
     assert plan("equal", "sgd") == "eager"  # SGD reads its learning rate on the host
     assert plan("equal", data_parallel=True) == "eager"
     assert plan("pcgrad", device=torch.device("cpu")) == "eager"
-    eager = ["rlw", "graddrop", "db-mtl", "mgda-ub", "gradnorm", "famo"]
+    eager = ["rlw", "graddrop", "db-mtl", "mgda-ub", "gradnorm", "famo", *ZOO_II_EAGER]
     # Every method is classified above.
     assert sorted([*graph_safe_methods(), *gram_methods(), *eager]) == sorted(WEIGHTINGS.names())
 
