@@ -1,6 +1,12 @@
 """Benchmarks; importing this package registers them."""
 
-from runners.benchmarks import cityscapes, nyuv2, synthetic_scenes, synthetic_shapes
+from runners.benchmarks import (
+    cityscapes,
+    nyuv2,
+    synthetic_attributes,
+    synthetic_scenes,
+    synthetic_shapes,
+)
 from runners.benchmarks.base import BENCHMARKS, Benchmark, Protocol, Resources
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "Resources",
     "cityscapes",
     "nyuv2",
+    "synthetic_attributes",
     "synthetic_scenes",
     "synthetic_shapes",
 ]

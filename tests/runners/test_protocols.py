@@ -23,6 +23,10 @@ from runners.train import train
 PINNED = {
     ("cityscapes", 1): "1a16cffbc7186ba5",
     ("nyuv2", 1): "06f18f8cc3aa6265",
+    ("synthetic-attributes", 1): "644593cbc1e2ab67",
+    ("synthetic-attributes-16", 1): "f0058d9f605fb397",
+    ("synthetic-attributes-4", 1): "d1110f3bd39a4ab4",
+    ("synthetic-attributes-mini", 1): "5ef376b3458028c2",
     ("synthetic-scenes", 1): "98844093f70447d9",
     ("synthetic-scenes", 2): "e6fc17d85ef683ee",
     ("synthetic-scenes-mini", 1): "a6a7637b546c0820",
