@@ -1,6 +1,7 @@
 """Benchmarks; importing this package registers them."""
 
 from runners.benchmarks import (
+    celeba,
     cityscapes,
     nyuv2,
     synthetic_attributes,
@@ -14,6 +15,7 @@ __all__ = [
     "Benchmark",
     "Protocol",
     "Resources",
+    "celeba",
     "cityscapes",
     "nyuv2",
     "synthetic_attributes",

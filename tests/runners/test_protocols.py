@@ -21,6 +21,7 @@ from runners.benchmarks.base import Protocol
 from runners.train import train
 
 PINNED = {
+    ("celeba", 1): "1abd5061836cd505",
     ("cityscapes", 1): "1a16cffbc7186ba5",
     ("nyuv2", 1): "06f18f8cc3aa6265",
     ("synthetic-attributes", 1): "644593cbc1e2ab67",
