@@ -34,10 +34,13 @@ eager, with one encoder backward pass per task; on CUDA as `train` runs it
 eager step everywhere (a CUDA graph's memory is allocated when it is captured).
 
 The summary checks two claims for every exact gradient method: its ratio
-stays within 1.15x its bound at every T; its memory grows by at most a
-constant number of bytes per task and shared parameter (the slope of its
-peak between successive T, in bytes / (task x P): one float32 copy of J
-is 4).  The last line is the results as JSON.
+stays within 1.15x its bound at every T; its memory grows linearly in T (the
+slope of its peak between successive T, in bytes per task and shared
+parameter, stays constant).  One float32 copy of J is 4 bytes per task and
+shared parameter; `runners.weighting.base.task_jacobian` also holds every
+task's cotangent at the shared representation (the batch's B x |z| floats)
+until the last one has gone through the encoder, and the summary prints
+what the two together predict.  The last line is the results as JSON.
 """
 
 from __future__ import annotations
@@ -198,30 +201,33 @@ def measure(
     }
 
 
+def print_table(r: dict[str, Any], names: list[str]) -> None:
+    """The table of one T, as soon as it is measured."""
+    print(
+        f"\n{r['benchmark']} v1: T = {r['tasks']}, P = {r['shared_parameters']:,} shared"
+        f" parameters, {r['cotangent_floats']:,} floats per cotangent;"
+        f" e = {r['e']:.3f}, bound 1 + (T-1)e = {r['bound']:.2f};"
+        f" equal {r['ms']['equal']:.2f} ms"
+    )
+    print(
+        f"{'method':<14}{'ms':>9}{'x equal':>9}{'x bound':>9}{'update ms':>11}"
+        f"{'solver ms':>11}{'peak MB':>9}"
+    )
+    for n in names:
+        exact = n in r["exact"]
+        cells = [
+            f"{r['ms'][n]:>9.2f}",
+            f"{r['ratio'][n]:>9.2f}",
+            f"{r['ratio'][n] / r['bound']:>9.2f}" if exact else f"{'':>9}",
+            f"{r['update_ms'][n]:>11.2f}" if n in r["update_ms"] else f"{'':>11}",
+            f"{r['solver_ms'][n]:>11.2f}" if n in r["solver_ms"] else f"{'':>11}",
+            f"{r['peak_mb'][n]:>9.1f}",
+        ]
+        print(f"{n + (' *' if exact else ''):<14}" + "".join(cells), flush=True)
+
+
 def report(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """Print the per-T tables and the summary; return the summary."""
-    for r in results:
-        print(
-            f"\n{r['benchmark']} v1: T = {r['tasks']}, P = {r['shared_parameters']:,} shared"
-            f" parameters, {r['cotangent_floats']:,} floats per cotangent;"
-            f" e = {r['e']:.3f}, bound 1 + (T-1)e = {r['bound']:.2f};"
-            f" equal {r['ms']['equal']:.2f} ms"
-        )
-        print(
-            f"{'method':<14}{'ms':>9}{'x equal':>9}{'x bound':>9}{'update ms':>11}"
-            f"{'solver ms':>11}{'peak MB':>9}"
-        )
-        for n in names:
-            exact = n in r["exact"]
-            cells = [
-                f"{r['ms'][n]:>9.2f}",
-                f"{r['ratio'][n]:>9.2f}",
-                f"{r['ratio'][n] / r['bound']:>9.2f}" if exact else f"{'':>9}",
-                f"{r['update_ms'][n]:>11.2f}" if n in r["update_ms"] else f"{'':>11}",
-                f"{r['solver_ms'][n]:>11.2f}" if n in r["solver_ms"] else f"{'':>11}",
-                f"{r['peak_mb'][n]:>9.1f}",
-            ]
-            print(f"{n + (' *' if exact else ''):<14}" + "".join(cells))
+    """Print the summary over T; return it."""
     print("* exact gradient method (the bound applies)")
 
     # Memory growth per task and shared parameter between successive T, in bytes.
@@ -243,13 +249,24 @@ def report(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     print(f"\nmemory slope, bytes per task per shared parameter ({steps}); J in float32 is 4:")
     for n in names:
         print(f"  {n:<14}" + " ".join(f"{s:>8.2f}" for s in slopes[n]))
+    # What `task_jacobian` holds per task: a row of J and the cotangent at the representation.
+    last = results[-1]
+    per_task = 4 + 4 * last["cotangent_floats"] / last["shared_parameters"]
+    print(
+        f"  a row of J and a cotangent per task, both float32: 4 + 4 x"
+        f" {last['cotangent_floats']:,} / {last['shared_parameters']:,} = {per_task:.2f}"
+    )
     within = [n for n, ts in over_bound.items() if not ts]
     print(f"\nwithin {BOUND_SLACK}x the bound at every T: {', '.join(within) or 'none'}")
     for n, ts in over_bound.items():
         if ts:
             worst = max(r["ratio"][n] / r["bound"] for r in results)
             print(f"  over at T = {', '.join(map(str, ts))}: {n} (worst {worst:.2f}x the bound)")
-    return {"memory_slope_bytes": slopes, "over_bound_at": over_bound}
+    return {
+        "memory_slope_bytes": slopes,
+        "row_and_cotangent_bytes": per_task,
+        "over_bound_at": over_bound,
+    }
 
 
 def main() -> None:
@@ -283,7 +300,10 @@ def main() -> None:
         f"hard-sharing/small-cnn on synthetic-attributes, {args.device} ({device}),"
         f" {args.steps} rounds per T"
     )
-    results = [measure(t, names, args, sync) for t in counts]
+    results = []
+    for t in counts:
+        results.append(measure(t, names, args, sync))
+        print_table(results[-1], names)
     summary = report(results, names)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
     print("JSON " + json.dumps({"device": device, "results": results, **summary}))
