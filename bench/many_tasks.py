@@ -23,10 +23,12 @@ batch, for each T and method it reports:
 - for exact gradient methods, the time per step of everything after J is built
   (`update`: the Gram matrix, the solver, the combination w @ J) and, for a
   `GramAggregation`, of its solver alone (`weights_from_gram`, on the CPU);
-- the peak memory one step allocates above what is held before it (parameters,
-  optimiser state, the batch): on the CPU from the torch profiler's memory
-  events (`profile_memory=True`, allocations and frees in time order, at the
-  granularity of one operator), on CUDA `torch.cuda.max_memory_allocated`.
+- the peak memory a method's first step allocates above what is held before it
+  (the parameters and the batch; Adam's state, two floats per parameter, is
+  allocated in that step, alike for every method): on the CPU from the torch
+  profiler's memory events (`profile_memory=True`, allocations and frees in
+  time order, at the granularity of one operator), on CUDA
+  `torch.cuda.max_memory_allocated`.
 
 Each step is the training loop's (`runners.step.TrainingStep`): on the CPU
 eager, with one encoder backward pass per task; on CUDA as `train` runs it
@@ -101,7 +103,7 @@ class Timer:
 
 
 def peak_step_memory(step: TrainingStep, batch: dict[str, torch.Tensor], device: str) -> int:
-    """Bytes one step allocates at its peak above what was held before it."""
+    """Bytes `step`'s next step allocates at its peak above what was held before it."""
     step.optimizer.zero_grad(set_to_none=True)  # last step's gradients are freed outside the window
     if device.startswith("cuda"):
         torch.cuda.synchronize()
