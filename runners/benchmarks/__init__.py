@@ -1,6 +1,13 @@
 """Benchmarks; importing this package registers them."""
 
-from runners.benchmarks import cityscapes, nyuv2, synthetic_scenes, synthetic_shapes
+from runners.benchmarks import (
+    celeba,
+    cityscapes,
+    nyuv2,
+    synthetic_attributes,
+    synthetic_scenes,
+    synthetic_shapes,
+)
 from runners.benchmarks.base import BENCHMARKS, Benchmark, Protocol, Resources
 
 __all__ = [
@@ -8,8 +15,10 @@ __all__ = [
     "Benchmark",
     "Protocol",
     "Resources",
+    "celeba",
     "cityscapes",
     "nyuv2",
+    "synthetic_attributes",
     "synthetic_scenes",
     "synthetic_shapes",
 ]
