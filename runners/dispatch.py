@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import queue
 import shutil
@@ -166,6 +167,24 @@ def check_reachable(address: str, timeout_s: float = 3.0) -> None:
         raise ClusterUnreachable(problem)
 
 
+def ray_errors_to_log() -> None:
+    """Send the error messages Ray's driver prints to the "ray" logger instead.
+
+    The driver's `listen_error_messages` thread prints other processes' errors
+    (a dead raylet's last 20 log lines, a retried task, a node marked dead:
+    36 lines after one node died) to the terminal through the module-level
+    `ray._private.worker.print_to_stdstream`, whatever `log_to_driver` says.
+    They are in the nodes' log files already; `mtlb run` prints one line per
+    job.  A private name of Ray's: tests/runners/test_dispatch_faults.py pins it.
+    """
+    import ray._private.worker as ray_worker
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        logging.getLogger("ray").info("%s", "\n".join(data.get("lines", [])))
+
+    ray_worker.print_to_stdstream = to_log
+
+
 def ensure_ray(address: str | None) -> None:
     """Attach to the cluster at `address`, or start a private local one.
 
@@ -175,10 +194,12 @@ def ensure_ray(address: str | None) -> None:
     """
     if ray.is_initialized():
         return
+    ray_errors_to_log()
+    # WARNING: not the "Connecting to / Connected to Ray cluster" lines.
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
-        ray.init(address="local", **LOCAL_RAY, log_to_driver=False)  # type: ignore[arg-type]
+        ray.init(address="local", **LOCAL_RAY, log_to_driver=False, logging_level=logging.WARNING)  # type: ignore[arg-type]
 
 
 def prepare_data(items: list[WorkItem]) -> dict[int, str]:

@@ -11,6 +11,8 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 t0=$(now)
 bash scripts/setup.sh
 . .venv/bin/activate
+# Cache byte code (set-up installs without compiling; each Ray worker imports torch).
+unset PYTHONDONTWRITEBYTECODE
 t1=$(now)
 export MTLB_DATABASE_URL=${MTLB_DATABASE_URL:-sqlite:///$PWD/mtlb.sqlite}
 

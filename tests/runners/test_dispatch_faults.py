@@ -234,3 +234,23 @@ def test_without_an_address_a_dead_cluster_s_file_is_not_followed() -> None:
     shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "started True" in done.stdout
+
+
+def test_ray_s_error_messages_go_to_the_log_not_the_terminal(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The private function Ray's driver prints other processes' errors with is replaced."""
+    import ray._private.worker as ray_worker
+
+    original = ray_worker.print_to_stdstream
+    try:
+        dispatch.ray_errors_to_log()
+        with caplog.at_level("INFO", logger="ray"):
+            ray_worker.print_to_stdstream(
+                {"lines": ["Raylet is terminated", "[state-dump] ..."], "pid": "raylet"},
+                ignore_prefix=False,
+            )
+    finally:
+        ray_worker.print_to_stdstream = original
+    assert capsys.readouterr() == ("", "")
+    assert "Raylet is terminated\n[state-dump] ..." in caplog.text
