@@ -1,4 +1,4 @@
-"""Method zoo II: CGC, PLE, DSelect-k, NDDR-CNN, MTI-Net.
+"""Method zoo II: CGC, PLE, DSelect-k, NDDR-CNN, MTI-Net, LTB.
 
 The registry-wide contracts (tests/runners/test_models.py, test_train.py,
 test_models_examples.py) cover them as they cover every architecture; here:
@@ -24,6 +24,7 @@ from runners.models import ARCHITECTURES, BACKBONES, MultiTaskModel
 from runners.models.base import paired_initialisation
 from runners.models.dselect_k import DSelectGate, binary_codes, regulariser, smooth_step
 from runners.models.gating import mixture
+from runners.models.ltb import LearningToBranch
 from runners.models.mti_net import FeaturePropagation, scale_stages
 from runners.models.resize import bilinear
 from runners.train import parameter_count, train
@@ -33,7 +34,7 @@ from submissions.spec import validate
 SCENES = BENCHMARKS.get("synthetic-scenes")
 TASKS = SCENES.tasks
 EXAMPLES = Path(__file__).resolve().parents[2] / "submissions" / "examples"
-ZOO = ("cgc", "ple", "dselect-k", "nddr-cnn", "mti-net")
+ZOO = ("cgc", "ple", "dselect-k", "nddr-cnn", "mti-net", "ltb")
 
 
 @pytest.fixture(autouse=True)
@@ -259,6 +260,103 @@ def test_mti_net_deeply_supervises_every_scale() -> None:
     torch.testing.assert_close(model.training_loss(depth, outputs, target), expected)
     model.eval()
     assert set(model(x)[1]) == {t.name for t in TASKS}
+
+
+# ---- LTB ---------------------------------------------------------------------------------
+
+
+def ltb_with_parents(parents: list[list[int]], tasks: Any = TASKS) -> LearningToBranch:
+    """parents[s - 1][t]: the column that column t reads before stage s (as argmax logits)."""
+    model = ARCHITECTURES.get("ltb")(tasks, "small-cnn")
+    assert isinstance(model, LearningToBranch)
+    with torch.no_grad():
+        for s, row in enumerate(parents):
+            for t, j in enumerate(row):
+                model.logits[s][t].copy_(torch.nn.functional.one_hot(torch.tensor(j), len(tasks)))
+    return model.eval()
+
+
+def test_ltb_exports_its_tree_as_a_branched_spec() -> None:
+    # Stage 1: every column reads column 0; stage 2: segmentation's own path, depth and
+    # normal both read column 1.  So all share stage 1, depth and normal share stage 2.
+    model = ltb_with_parents([[0, 0, 0], [0, 1, 1]])
+    assert model.paths() == [[0, 0, 0], [0, 1, 1], [0, 1, 2]]
+    section = model.branched_architecture()
+    assert section == {
+        "name": "branched",
+        "backbone": "small-cnn",
+        "head_width": 16,
+        "branch_points": {"segmentation": 1, "depth": 2, "normal": 2},
+    }
+    text = yaml.safe_dump(
+        {
+            "spec_version": 1,
+            "name": "ltb-tree",
+            "benchmark": "synthetic-scenes",
+            "architecture": section,
+            "weighting": {"name": "equal"},
+            "optimizer": {"name": "adam", "lr": 1e-3},
+        }
+    )
+    spec, problems = validate(parse(text.encode(), ".yaml"))
+    assert problems == [] and spec is not None
+    # In evaluation the tree is what runs: column 2's first two stages are off every path,
+    # column 0's first stage is on every one.
+    x = image()
+    with torch.no_grad():
+        _, before = model(x)
+        for s in (0, 1):
+            for p in model.columns[2].stages[s].parameters():
+                p.add_(1.0)
+        _, after = model(x)
+        assert all(torch.equal(before[t.name], after[t.name]) for t in TASKS)
+        for p in model.columns[0].stages[0].parameters():
+            p.add_(1.0)
+        _, moved = model(x)
+        assert not any(torch.equal(before[t.name], moved[t.name]) for t in TASKS)
+
+
+def test_ltb_refuses_trees_that_branched_cannot_state() -> None:
+    shapes = BENCHMARKS.get("synthetic-shapes").tasks
+    two_trunks = ltb_with_parents([[0, 0, 0, 0], [0, 0, 2, 2]], shapes)
+    with pytest.raises(
+        ValueError, match=r"2 groups sharing stage 2 \(shape, colour; count, size\)"
+    ):
+        two_trunks.branched_architecture()
+    apart = ltb_with_parents([[0, 1, 2], [0, 1, 2]])
+    with pytest.raises(ValueError, match="shares no stage: that is the single-task architecture"):
+        apart.branched_architecture()
+
+
+def test_ltb_choices_follow_the_schedule() -> None:
+    model = ARCHITECTURES.get("ltb")(TASKS, "small-cnn", warmup_steps=2, decay_steps=100)
+    assert isinstance(model, LearningToBranch)
+    with torch.no_grad():
+        model.logits[0][1].copy_(torch.tensor([0.0, math.log(2.0), 0.0]))
+    # Warm-up: the softmax of the logits; a training forward pass counts a step.
+    torch.testing.assert_close(model.choices(1)[1], torch.tensor([0.25, 0.5, 0.25]))
+    model(image())
+    model(image())
+    assert int(model.steps) == 2
+    # Then hard samples, at tau = 10 / sqrt(1 + (302 - 2) / 100) = 5.
+    model.steps.fill_(302)
+    taus: list[float] = []
+    original = torch.nn.functional.gumbel_softmax
+
+    def spy(logits: torch.Tensor, tau: float, hard: bool, dim: int) -> torch.Tensor:
+        taus.append(tau)
+        return original(logits, tau=tau, hard=hard, dim=dim)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "gumbel_softmax", spy)
+        choice = model.choices(1)
+    assert taus == [pytest.approx(5.0)]
+    assert sorted(choice.flatten().tolist()) == [0.0] * 6 + [1.0] * 3
+    # Evaluation: the argmax, and no step counted.
+    model.eval()
+    assert model.choices(1)[1].tolist() == [0.0, 1.0, 0.0]
+    model(image())
+    assert int(model.steps) == 302
 
 
 # ---- Every zoo architecture --------------------------------------------------------------
