@@ -30,7 +30,11 @@ from runners.train import Diverged, train  # noqa: E402
 from submissions import loader  # noqa: E402
 from submissions.spec import validate  # noqa: E402  (no database: runs where SQLAlchemy is not)
 
-MINI = {"synthetic-scenes": "synthetic-scenes-mini", "synthetic-shapes": "synthetic-shapes-mini"}
+MINI = {
+    "synthetic-scenes": "synthetic-scenes-mini",
+    "synthetic-shapes": "synthetic-shapes-mini",
+    "synthetic-attributes": "synthetic-attributes-mini",
+}
 
 
 def main() -> int:

@@ -22,8 +22,11 @@ class ScaleInvariant(LossWeighting):
     rescaled.  Our implementation (LibMTL has no SI; its DB-MTL adds 1e-8).
     """
 
-    # A pure function of the step's losses: no host copy, no state.
-    graph_safe: ClassVar[bool] = True
+    # A pure function of the step's losses, yet its CUDA-graph replay did not match the
+    # eager step on an H200 (bench/graph_check.py: identical after 1 step, 1.5e-4 of the
+    # parameters' scale after 2, where equal, uncertainty and DWA stay identical).
+    # Until that is understood it runs eagerly.
+    graph_safe: ClassVar[bool] = False
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__(num_tasks)

@@ -81,7 +81,7 @@ def graph_safe_methods() -> list[str]:
     return [n for n in WEIGHTINGS.names() if WEIGHTINGS.get(n).graph_safe]
 
 
-ZOO_II_EAGER = ("stch", "imtl-full", "excess-mtl", "moco", "sdmgrad", "modo")
+ZOO_II_EAGER = ("scale-invariant", "stch", "imtl-full", "excess-mtl", "moco", "sdmgrad", "modo")
 
 
 def test_graph_plans_on_cuda() -> None:
@@ -91,7 +91,7 @@ def test_graph_plans_on_cuda() -> None:
         return graph_plan(method, opt, kwargs.pop("device", CUDA), **kwargs)[0]
 
     assert graph_safe_methods() == [
-        "dtp", "dwa", "equal", "fixed", "gls", "scale-invariant", "uncertainty"
+        "dtp", "dwa", "equal", "fixed", "gls", "uncertainty"
     ]  # fmt: skip
     for name in graph_safe_methods():
         assert plan(name) == "whole"
