@@ -97,6 +97,7 @@ def test_the_installed_wheel_works_outside_the_source_tree(tmp_path: Path) -> No
 
     example = site / "submissions" / "examples" / "hps-dwa.yaml"
     assert "hps-dwa.yaml: ok" in run(mtlb, "validate", example)
+    assert '"title": "MTL Leaderboard spec"' in run(mtlb, "schema")
     assert "database upgraded from empty to" in run(mtlb, "db", "upgrade")
     imported = run(mtlb, "reported", "import", "--builtin")
     assert "reported baseline of nyuv2 v1 segnet" in imported, imported
