@@ -13,7 +13,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from db.session import URL_VARIABLE, transaction
+# The database is imported where a verb runs (as in submissions/cli.py): `mtlb --help` and
+# `mtlb validate` of a malformed spec load no SQLAlchemy.
+
 
 token_app = typer.Typer(
     help="Submitter tokens: identities for the upload page and the submission API.",
@@ -33,6 +35,7 @@ def token_create(
     ] = None,
 ) -> None:
     """Issue a token: printed once, stored only as a salted hash."""
+    from db.session import transaction
     from submissions.tokens import TokenError, create
 
     try:
@@ -51,6 +54,7 @@ def token_create(
 @token_app.command("list")
 def token_list(ctx: typer.Context) -> None:
     """Every token's name, quota, creation, last use and revocation (never the token)."""
+    from db.session import transaction
     from submissions.loader import printable
     from submissions.tokens import listed
 
@@ -76,6 +80,7 @@ def token_revoke(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="the token's name")]
 ) -> None:
     """Revoke a token: refused from now on; its submissions stay."""
+    from db.session import transaction
     from submissions.tokens import TokenError, revoke
 
     try:
@@ -98,7 +103,7 @@ def api_command(
     """
     import uvicorn
 
-    from db.session import engine
+    from db.session import URL_VARIABLE, engine
 
     engine(ctx.obj)  # migrate an empty database now, not in the first request
     os.environ[URL_VARIABLE] = ctx.obj
