@@ -26,9 +26,30 @@ def _delta_label(higher_is_better: bool) -> str:
     return f"Δm (%, {arrow(higher_is_better)})"
 
 
+# Beyond this many tasks grouped bars overlap: a heatmap (submission x task) instead.
+MAX_TASK_BARS = 8
+
+
 def task_deltas_figure(frame: pd.DataFrame) -> go.Figure:
-    """Grouped bars: x = submission, one bar per task, y = relative gain over the baseline (%)."""
+    """Grouped bars: x = submission, one bar per task, y = relative gain over the baseline (%).
+
+    With more than `MAX_TASK_BARS` tasks (40 attributes), a heatmap: a row per
+    submission, a column per task, diverging colours centred on 0.
+    """
     data = _escaped(frame, "submission")
+    if data["task"].nunique() > MAX_TASK_BARS:
+        grid = data.pivot_table(index="submission", columns="task", values="delta", sort=False)
+        limit = float(max(abs(grid.min().min()), abs(grid.max().max()), 1e-9))
+        figure = px.imshow(
+            grid,
+            color_continuous_scale="RdBu",
+            zmin=-limit,
+            zmax=limit,
+            aspect="auto",
+            labels={"color": "gain (%), ↑", "x": "task", "y": ""},
+        )
+        figure.update_xaxes(tickangle=-60)
+        return figure
     figure = px.bar(
         data,
         x="submission",
@@ -143,4 +164,43 @@ def curves_figure(frame: pd.DataFrame) -> go.Figure:
     )
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    return figure
+
+
+def front_figure(frame: pd.DataFrame, x: str, y: str) -> go.Figure:
+    """Entries against the scalarisation front in the plane of two tasks.
+
+    `frame` is `tables.front_frame`'s: submission, kind ("front" or the
+    entry's verdict), and one column per task (relative gain x100, higher is
+    better).  The front's points are grey; its non-dominated ones are joined.
+    """
+    data = _escaped(frame, "submission")
+    figure = px.scatter(
+        data,
+        x=x,
+        y=y,
+        color="kind",
+        symbol="kind",
+        hover_name="submission",
+        color_discrete_map={
+            "front": "lightgrey",
+            "beats the front": "seagreen",
+            "dominated": "firebrick",
+        },
+        labels={x: f"{x}: gain (%), ↑", y: f"{y}: gain (%), ↑", "kind": ""},
+    )
+    points = data[data["kind"] == "front"].sort_values(x)
+    best = [
+        (a, b)
+        for a, b in zip(points[x], points[y], strict=True)
+        if not any(
+            (c >= a and d >= b) and (c > a or d > b)
+            for c, d in zip(points[x], points[y], strict=True)
+        )
+    ]
+    if best:
+        xs, ys = zip(*sorted(best), strict=True)
+        figure.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", line={"color": "grey"}, name="front (best)")
+        )
     return figure

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from db import queries
+from db.models import Role
 from db.queries import (
     DataVersion,
     JobRow,
@@ -99,7 +100,11 @@ def placements(
 ) -> dict[int, paired.Placement]:
     """`tables.placements` of the ranking: every pair of submissions tested once per data
     version and convention, not on every page run."""
-    rows = ranking_results(url, results, benchmark, protocol_version)
+    # The scalarisation front's points are not entries: they are not ranked.
+    rows = [
+        r for r in ranking_results(url, results, benchmark, protocol_version)
+        if r.role != Role.FRONT
+    ]  # fmt: skip
     return tables.placements(rows, convention)
 
 

@@ -33,6 +33,7 @@ from db.queries import (
 from db.reported import web_url
 from db.reruns import reproduced as _reproduced
 from leaderboard import paired, stats
+from leaderboard.front import FrontVerdict
 from leaderboard.text import (
     HIGHER_IS_BETTER,
     first_line,
@@ -574,6 +575,35 @@ def hours_label(rows: Iterable[RankingRow]) -> str:
     """
     devices = [row.device for row in rows if row.device]
     return "GPU-hours" if any(not d.startswith("cpu") for d in devices) else "CPU-hours"
+
+
+def front_frame(
+    deltas: Iterable[tuple[int, str, float]],
+    entries: Sequence[RankingRow],
+    front: Sequence[RankingRow],
+    verdicts: Mapping[int, FrontVerdict],
+) -> pd.DataFrame:
+    """One row per entry and front point with a gain for every task: id, submission, kind
+    ("front", "beats the front" or "dominated"), then a column per task (x100, higher is better).
+    """
+    names = display_names([*entries, *front])
+    front_ids = {r.id for r in front}
+    gains: dict[int, dict[str, float]] = {}
+    for sid, task, value in deltas:
+        gains.setdefault(sid, {})[task] = value
+    tasks = sorted({t for values in gains.values() for t in values})
+    records = []
+    for sid, values in gains.items():
+        if sid not in names or len(values) != len(tasks):
+            continue
+        if sid in front_ids:
+            kind = "front"
+        elif sid in verdicts:
+            kind = "beats the front" if verdicts[sid].beats_front else "dominated"
+        else:
+            continue
+        records.append({"id": sid, "submission": names[sid], "kind": kind, **values})
+    return pd.DataFrame.from_records(records, columns=["id", "submission", "kind", *tasks])
 
 
 def task_delta_frame(

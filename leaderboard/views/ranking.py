@@ -9,8 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from db.delta_m import CONVENTIONS
+from db.models import Role
 from db.queries import MetricColumn, RankingRow
 from leaderboard import charts, data, exports, reported, site, tables
+from leaderboard.front import FrontVerdict, front_verdicts
 from leaderboard.text import (
     CONVENTION_LABELS,
     HIGHER_IS_BETTER,
@@ -300,12 +302,71 @@ def tasks_chart(context: site.Context, top: list[RankingRow]) -> None:
     )
 
 
+BEATS_FRONT = "beats the front"
+
+
+def front_verdicts_of(
+    context: site.Context, entries: list[RankingRow], front: list[RankingRow]
+) -> dict[int, FrontVerdict]:
+    """Each entry against the benchmark version's scalarisation front (`leaderboard.front`)."""
+    if not front:
+        return {}
+    deltas = data.task_deltas(
+        context.url, context.version.results, context.benchmark, context.protocol_version,
+        tuple(r.id for r in [*entries, *front]),
+    )  # fmt: skip
+    return front_verdicts(deltas, {r.id for r in front})
+
+
+def front_section(
+    context: site.Context,
+    entries: list[RankingRow],
+    front: list[RankingRow],
+    verdicts: dict[int, FrontVerdict],
+) -> None:
+    st.subheader("Against the scalarisation front")
+    deltas = data.task_deltas(
+        context.url, context.version.results, context.benchmark, context.protocol_version,
+        tuple(r.id for r in [*entries, *front]),
+    )  # fmt: skip
+    frame = tables.front_frame(deltas, entries, front, verdicts)
+    tasks = [c for c in frame.columns if c not in ("submission", "kind", "id")]
+    if len(tasks) < 2 or frame.empty:
+        st.info("No per-task gains of the front yet: they need finished runs and a baseline.")
+        return
+    pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1 :]]
+    x, y = pairs[0]
+    if len(pairs) > 1:
+        x, y = st.selectbox(
+            "Task pair", pairs, format_func=lambda p: f"{p[0]} and {p[1]}", key="front_pair"
+        )
+        # In this pair's plane: dominated there or not (`FrontVerdict.pairs`).
+        frame["kind"] = [
+            kind if kind == "front" or i not in verdicts
+            else ("dominated" if verdicts[i].pairs.get((x, y)) else "beats the front")
+            for i, kind in zip(frame["id"], frame["kind"], strict=True)
+        ]  # fmt: skip
+    st.plotly_chart(charts.front_figure(frame, x, y))
+    beating = sum(v.beats_front for v in verdicts.values())
+    st.caption(
+        f"{len(front)} points of the front: hard sharing with fixed task weights on a grid of "
+        "the task simplex, trained like any submission (`mtlb front`). An entry beats the "
+        "front when no point is at least as good on every task and better on one (means over "
+        f"seeds, no interval); {beating} of {len(verdicts)} entries do. "
+        + ("Colours here judge the chosen pair of tasks only." if len(pairs) > 1 else "")
+    )
+
+
 def render() -> None:
     context = site.context()
     label = site.benchmark_label(context.benchmark, context.protocol_version)
-    platform_rows = data.ranking(
+    every_row = data.ranking(
         context.url, context.version, context.benchmark, context.protocol_version
     )
+    # The scalarisation front's points (`mtlb front`) are not entries: apart, below.
+    platform_rows = [r for r in every_row if r.role != Role.FRONT]
+    front_rows = [r for r in every_row if r.role == Role.FRONT]
+    verdicts = front_verdicts_of(context, platform_rows, front_rows)
     columns = data.metric_columns(
         context.url, context.version.results, context.benchmark, context.protocol_version
     )
@@ -325,6 +386,10 @@ def render() -> None:
         st.warning(notice, icon=":material/balance:")
     chosen = filters(rows)
     full = tables.ranking_frame(rows, columns, context.convention, site.shared_params(), placed)
+    if verdicts:
+        full[BEATS_FRONT] = full[tables.ID].map(
+            lambda i: None if i not in verdicts else verdicts[i].beats_front
+        )
     shown_rows = [row for row in platform_rows if tables.matches(row, chosen)]
     frame = tables.filter_frame(full, rows, chosen)
     better = tables.directions(columns, context.convention)
@@ -332,7 +397,7 @@ def render() -> None:
     frame = tables.sort_frame(frame, sort_by, best_first, better)
     if sort_by == tables.RANK:
         frame = reported.place_reported(frame)  # next to the platform's runs of the same method
-    frame = frame[shown]
+    frame = frame[[*shown, *([BEATS_FRONT] if verdicts else [])]]
     st.dataframe(
         frame, hide_index=True, column_config=column_config(columns, context.convention),
         height="content" if len(frame) <= 25 else 36 * 25, key="ranking_table",
@@ -371,6 +436,8 @@ def render() -> None:
     with exports_cell:
         exports_row(frame, context, better)
     charts_section(context, shown_rows, platform_rows)
+    if front_rows:
+        front_section(context, platform_rows, front_rows, verdicts)
 
 
 if __name__ == "__main__":

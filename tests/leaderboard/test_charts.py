@@ -84,3 +84,23 @@ def test_curves_figure_has_one_panel_per_curve() -> None:
     assert sorted(a.text for a in figure.layout.annotations) == ["loss", "weight"]
     assert sorted(t.xaxis for t in figure.data) == ["x", "x2"]
     assert figure.layout.yaxis.matches is None and figure.layout.yaxis2.matches is None
+
+
+def test_forty_tasks_are_a_heatmap_not_forty_bars() -> None:
+    """Grouped bars overlap past a few tasks: a submission x task heatmap instead."""
+    import pandas as pd
+
+    from leaderboard.charts import MAX_TASK_BARS, task_deltas_figure
+
+    few = pd.DataFrame(
+        [{"submission": s, "task": f"t{t}", "delta": float(t)} for s in "xy" for t in range(3)]
+    )
+    assert {trace.type for trace in task_deltas_figure(few).data} == {"bar"}
+    many = pd.DataFrame(
+        [{"submission": s, "task": f"t{t:02d}", "delta": t - 20.0} for s in "xy" for t in range(40)]
+    )
+    assert MAX_TASK_BARS < 40
+    [heatmap] = task_deltas_figure(many).data
+    assert heatmap.type == "heatmap"
+    assert list(heatmap.x) == [f"t{t:02d}" for t in range(40)] and list(heatmap.y) == ["x", "y"]
+    assert heatmap.z[0][0] == -20.0 and heatmap.z[1][39] == 19.0
