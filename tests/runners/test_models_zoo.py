@@ -27,7 +27,8 @@ from runners.models.gating import mixture
 from runners.models.ltb import LearningToBranch
 from runners.models.mti_net import FeaturePropagation, scale_stages
 from runners.models.resize import bilinear
-from runners.train import parameter_count, train
+from runners.protocol_checks import parameter_count
+from runners.train import train
 from submissions.loader import parse
 from submissions.spec import validate
 
