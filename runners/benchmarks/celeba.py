@@ -284,8 +284,9 @@ PROTOCOL_V1 = Protocol(
     seeds=(0, 1, 2),
     backbones=("small-cnn", "resnet18-dilated"),
     max_lr=0.1,
-    # The single-task baseline on the ResNet-18 is 40 of them: 447M parameters.
-    max_parameters=500_000_000,
+    # The single-task baseline on the ResNet-18 is 40 of them: 447M parameters; NDDR-CNN
+    # (40 of them fused after each stage) 585M.  Every architecture at its defaults fits.
+    max_parameters=600_000_000,
     # Every architecture at its defaults fits: single-task and cross-stitch on the
     # ResNet-18 (40 networks) need 60 GFLOP per image.
     max_flops=100_000_000_000,

@@ -31,7 +31,7 @@ def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
 
 
 def running_jobs() -> list[int]:
-    """Pids of the Ray workers running a job now (Ray titles them `ray::execute` meanwhile)."""
+    """Pids of the Ray workers running a job now (Ray titles them `ray::execute_job` meanwhile)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:

@@ -36,11 +36,11 @@ PINNED = {
     ("synthetic-scenes-mini", 2): "ba0fce43d36c38f7",
     ("synthetic-shapes", 1): "e94eefb819bbd4e0",
     ("synthetic-shapes-mini", 1): "e32eb65c2be0394c",
-    ("celeba", 1): "40b50760eeb3e1ac",
-    ("synthetic-attributes", 1): "65cb87d6f6f103a2",
-    ("synthetic-attributes-16", 1): "277ddd680398207d",
-    ("synthetic-attributes-4", 1): "cb18d8b9f0e75250",
-    ("synthetic-attributes-mini", 1): "781be053481aaffe",
+    ("celeba", 1): "cf1d68e5e8159769",
+    ("synthetic-attributes", 1): "f733ef5e37ee7ad6",
+    ("synthetic-attributes-16", 1): "18b7f085206e6417",
+    ("synthetic-attributes-4", 1): "593241141631b388",
+    ("synthetic-attributes-mini", 1): "9d31b6e0f4702975",
 }
 
 
