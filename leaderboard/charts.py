@@ -179,6 +179,7 @@ def front_figure(frame: pd.DataFrame, x: str, y: str) -> go.Figure:
         data,
         x=x,
         y=y,
+        size_max=10,
         color="kind",
         symbol="kind",
         hover_name="submission",
@@ -201,6 +202,12 @@ def front_figure(frame: pd.DataFrame, x: str, y: str) -> go.Figure:
     if best:
         xs, ys = zip(*sorted(best), strict=True)
         figure.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", line={"color": "grey"}, name="front (best)")
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": "dimgrey", "dash": "dot"},
+                name="front (non-dominated points)",
+            )
         )
     return figure
