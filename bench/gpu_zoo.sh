@@ -24,21 +24,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     --target "$SITE" .whl/*.whl || echo "installing .whl/ failed"
 export PYTHONPATH="$SITE:$PWD:$PWD/bench"
 
-part() {  # NAME SECONDS COMMAND...: run COMMAND under min(SECONDS, time left), log it
-    local name=$1 limit=$2 left rc began
-    shift 2
-    left=$((START + BUDGET - $(date +%s)))
-    ((left < limit)) && limit=$left
-    if ((limit < 15)); then
-        echo "== $name: skipped, ${left}s left" | tee "$OUT/$name.log"
-        return
-    fi
-    echo "== $name (at most ${limit}s): $*" | tee "$OUT/$name.log"
-    began=$(date +%s)
-    timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$OUT/$name.log"
-    rc=${PIPESTATUS[0]}
-    echo "== $name: exit $rc after $(($(date +%s) - began))s" | tee -a "$OUT/$name.log"
-}
+. "$(dirname "$0")/gpu_part.sh"
 
 NEW=scale-invariant,stch,imtl-full,fairgrad,excess-mtl,moco,sdmgrad,modo
 part examples 170 python3 bench/examples_smoke.py --device "$DEVICE"

@@ -58,9 +58,10 @@ from db.session import session_factory
 from db.tunings import tuning_of
 from runners import provenance, tuning
 from runners.benchmarks import BENCHMARKS
-from runners.benchmarks.base import Protocol, Resources, data_root, gpu_share
+from runners.benchmarks.base import Protocol, Resources, gpu_share
 from runners.jobs import JobOutcome, execute
 from runners.leases import LeaseKeeper, dispatcher_id
+from runners.paths import data_root
 from runners.reach import cluster_problem
 
 # Locally we start a small private Ray: no dashboard, a modest object store (jobs

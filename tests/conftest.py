@@ -121,6 +121,12 @@ PAIRED_DELTAS = {
 PAIRED_BENCHMARK = ("paired-bench", 1)
 
 
+# The provenance of hand-made runs (`db.queue.Outcome.provenance`).
+PROVENANCE = {"code_version": "git:x", "torch_version": "t", "python_version": "p",
+              "ray_version": "r", "device": "cpu", "wall_time_s": 1.0,
+              "parameter_count": 10, "flops": 10}  # fmt: skip
+
+
 def paired_database(url: str, deltas: dict[str, list[float]]) -> dict[str, int]:
     """Fill an empty database with one task (`seg`, metric `miou`, higher is better) whose
     values give each submission the per-seed Δm per task of `deltas` (seeds 0, 1, ...);
@@ -140,9 +146,7 @@ def paired_database(url: str, deltas: dict[str, list[float]]) -> dict[str, int]:
     names = list(deltas)
     baseline = 0.5  # the baseline's mean miou: its seeds' Δm average to 0
     assert abs(sum(deltas[names[0]])) < 1e-9, "the baseline's Δm must average to 0"
-    provenance = {"code_version": "git:x", "torch_version": "t", "python_version": "p",
-                  "ray_version": "r", "device": "cpu", "wall_time_s": 1.0,
-                  "parameter_count": 10, "flops": 10}  # fmt: skip
+    provenance = PROVENANCE
     ids = {}
     with transaction(url) as session:
         for i, name in enumerate(names):

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from runners.paths import data_root as data_root  # re-exported: runners.dispatch imports it here
 from runners.registry import Registry
 from runners.tasks import Task
 

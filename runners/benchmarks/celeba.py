@@ -52,8 +52,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runners.benchmarks.base import BENCHMARKS, Batch, Benchmark, Protocol, Resources, data_root
+from runners.benchmarks.base import BENCHMARKS, Batch, Benchmark, Protocol, Resources
 from runners.benchmarks.npy_layout import DatasetError, cache_root
+from runners.paths import data_root
 from runners.tasks import Classification
 
 ROOT_ENV = "MTLB_CELEBA_ROOT"

@@ -19,6 +19,8 @@ under the data root: every variant reads the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from runners.benchmarks import attributes
@@ -96,20 +98,13 @@ def protocol_v1(num_tasks: int) -> Protocol:
     )
 
 
-MINI_V1 = Protocol(
-    version=1,
-    image_size=32,
+# The full protocol at mini size: a seconds-long smoke test of a spec.
+MINI_V1 = dataclasses.replace(
+    protocol_v1(40),
     train_size=64,
     test_size=32,
     epochs=3,
     batch_size=16,
-    seeds=(0, 1, 2),
-    backbones=("small-cnn",),
-    max_lr=0.1,
-    max_parameters=MAX_PARAMETERS,
-    max_flops=MAX_FLOPS,
-    baseline_optimizer=ADAM,
-    resources=Resources(cpus=1, gpus=0),
     time_limit_s=10 * 60.0,
     description="32x32, 40 attributes, 64 train / 32 test images, 3 epochs, batch 16, 3 seeds.",
 )

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from db.models import Role
-from db.session import URL_VARIABLE, transaction
+from db.session import transaction
+from tests.conftest import PROVENANCE
 
-APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
 BASE = {"a": 0.5, "b": 0.5}  # the baseline's metric per task (higher is better)
 # Relative gains x100 per task, each the same at both seeds.
 GAINS = {
@@ -37,9 +32,6 @@ def front_database(url: str) -> None:
         store_submission,
     )
 
-    provenance = {"code_version": "git:x", "torch_version": "t", "python_version": "p",
-                  "ray_version": "r", "device": "cpu", "wall_time_s": 1.0,
-                  "parameter_count": 10, "flops": 10}  # fmt: skip
     directions = {"a": {"m": True}, "b": {"m": True}}
     with transaction(url) as session:
         for i, (name, (_, role)) in enumerate(GAINS.items()):
@@ -56,22 +48,7 @@ def front_database(url: str) -> None:
         for job in claim_jobs(session):
             gains = GAINS[job.submission.name][0]
             metrics = {t: {"m": BASE[t] * (1 + gains[t] / 100)} for t in BASE}
-            record_success(session, job, Outcome(metrics, directions, [], provenance))
-
-
-@pytest.fixture
-def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    def run(url: str) -> AppTest:
-        monkeypatch.setenv(URL_VARIABLE, url)
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        at.switch_page("views/ranking.py")
-        at.run()
-        assert not at.exception, [e.message for e in at.exception]
-        return at
-
-    st.cache_data.clear()
-    yield run
-    st.cache_data.clear()
+            record_success(session, job, Outcome(metrics, directions, [], PROVENANCE))
 
 
 def test_the_ranking_leaves_the_front_out_and_says_who_beats_it(tmp_path: Path, site: Any) -> None:

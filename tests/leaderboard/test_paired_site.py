@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import streamlit as st
 from scipy.stats import ttest_ind, ttest_rel
-from streamlit.testing.v1 import AppTest
 
-from db.session import URL_VARIABLE
 from tests.conftest import PAIRED_DELTAS, paired_database
-
-APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
-
-
-@pytest.fixture
-def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    def run(url: str, page: str = "ranking", **params: str) -> AppTest:
-        monkeypatch.setenv(URL_VARIABLE, url)
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        at.query_params.update(params)
-        at.switch_page(f"views/{page}.py")
-        at.run()
-        assert not at.exception, [e.message for e in at.exception]
-        return at
-
-    st.cache_data.clear()
-    yield run
-    st.cache_data.clear()
 
 
 def test_the_ranking_separates_what_pairing_separates(tmp_path: Path, site: Any) -> None:

@@ -5,22 +5,18 @@ from __future__ import annotations
 import math
 import sqlite3
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import streamlit as st
 from sqlalchemy import select
-from streamlit.testing.v1 import AppTest
 
 from db import queries
 from db.models import Run, Submission
 from db.queue import Outcome, claim_jobs, queue_jobs, record_success
 from db.reruns import new_campaign
-from db.session import URL_VARIABLE, transaction
+from db.session import transaction
 
-APP = Path(__file__).resolve().parents[2] / "leaderboard" / "app.py"
 MINI = ("synthetic-scenes-mini", 2)
 T1 = 12.706204736174698  # t(0.975, 1): two seeds
 
@@ -56,22 +52,6 @@ def rerun_db(pipeline_db: str, tmp_path: Path) -> str:
                 "wall_time_s", "parameter_count", "flops")}  # fmt: skip
             record_success(session, job, Outcome(metrics, directions, [], provenance))
     return url
-
-
-@pytest.fixture
-def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    def run(url: str, page: str, **params: str) -> AppTest:
-        monkeypatch.setenv(URL_VARIABLE, url)
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        at.query_params.update(params)
-        at.switch_page(f"views/{page}.py")
-        at.run()
-        assert not at.exception, [e.message for e in at.exception]
-        return at
-
-    st.cache_data.clear()
-    yield run
-    st.cache_data.clear()
 
 
 def test_campaigns_apart_and_the_reproduction_flag(rerun_db: str, site: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -28,25 +27,7 @@ from submissions.api import create_app
 from submissions.cli import app as cli
 from submissions.submit import QUOTA_VARIABLE
 from submissions.tokens import create, revoke
-
-SPEC = """\
-spec_version: 1
-name: {name}
-benchmark: synthetic-scenes-mini
-architecture: {{name: hard-sharing, backbone: small-cnn}}
-weighting: {{name: equal}}
-optimizer: {{name: adam, lr: {lr}}}
-"""
-
-
-def spec_text(name: str) -> str:
-    """A mini spec called `name`.  Its learning rate differs per name: the same training
-    set-up under two names is refused as one (`submissions.spec.setup_hash`)."""
-    lr = 1e-4 * (1 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % 100)
-    return SPEC.format(name=name, lr=f"{lr:.6g}")
-
-
-INVALID = b"spec_version: 1\nname: bad\nbenchmark: synthetic-scenes-mini\nweighting: {name: dwaa}\n"
+from tests.submissions.test_tokens import INVALID, spec_text
 
 
 @dataclass
