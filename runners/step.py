@@ -83,6 +83,8 @@ def graph_plan(
         return "eager", "data-parallel: gradients are averaged across workers inside the step"
     if weighting.samples_per_step > 1:
         return "eager", f"{weighting.samples_per_step} batches per step (double sampling)"
+    if weighting.meta_split is not None:
+        return "eager", "a bilevel method: look-ahead steps on a meta batch"
     if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
         # SGD reads its learning rate on the host; Adam and AdamW run capturable.
         return "eager", f"the {type(optimizer).__name__} optimiser's step cannot be captured"
@@ -164,11 +166,12 @@ class TrainingStep:
         prepare_optimizer(optimizer, self.device, capturable=self.plan != "eager")
 
     def __call__(
-        self, batch: Batch, samples: Sequence[Batch] = ()
+        self, batch: Batch, samples: Sequence[Batch] = (), meta: Batch | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`samples`: the further batches of a method with `samples_per_step` > 1."""
-        if self.plan == "eager" or samples:
-            return self.eager(batch, samples)
+        """`samples`: the further batches of a method with `samples_per_step` > 1;
+        `meta`: the meta batch of a method with a `meta_split` (default: `batch` itself)."""
+        if self.plan == "eager" or samples or meta is not None:
+            return self.eager(batch, samples, meta)
         if self._captured is None:
             self._capture(batch)
             if self._captured is None:  # the capture failed: eager from now on
@@ -180,12 +183,14 @@ class TrainingStep:
         return captured.replay(batch, self.weighting)
 
     def eager(
-        self, batch: Batch, samples: Sequence[Batch] = ()
+        self, batch: Batch, samples: Sequence[Batch] = (), meta: Batch | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step as the training loop has always run it."""
         graph = self._forward(batch)
         if samples:
             graph.samples = tuple(self._forward(sample) for sample in samples)
+        if self.weighting.meta_split is not None:
+            graph.look_ahead = ModelFunction(self, batch, batch if meta is None else meta)
         self.optimizer.zero_grad(set_to_none=True)
         weights = self.weighting.backward(graph)
         if self.parallel is not None:
@@ -196,13 +201,17 @@ class TrainingStep:
     def _forward(self, batch: Batch) -> StepGraph:
         representation, outputs = self.model(batch["image"])
         return StepGraph(
-            # The model adds auxiliary predictions' losses (deep supervision) if it has any.
-            [self.model.training_loss(t, outputs, batch[t.name]) for t in self.tasks],
+            self.task_losses(outputs, batch),
             representation,
             self.shared,
             self.own,
             batched_jacobian=self.batched_jacobian,
         )
+
+    def task_losses(self, outputs: dict[str, torch.Tensor], batch: Batch) -> list[torch.Tensor]:
+        """One training loss per task of the model's `outputs` for `batch`."""
+        # The model adds auxiliary predictions' losses (deep supervision) if it has any.
+        return [self.model.training_loss(t, outputs, batch[t.name]) for t in self.tasks]
 
     def _capture(self, batch: Batch) -> None:
         """Warm up on a copy of the state, restore it, capture; on failure fall back to eager."""
@@ -272,6 +281,33 @@ class TrainingStep:
         # Held so that the graphs' gradient memory stays theirs even after an
         # eager step (a short batch) has set `.grad` to other tensors.
         return [p.grad for p in self.trained if p.grad is not None]
+
+
+class ModelFunction:
+    """A step's `LookAhead`: the model's task losses at other parameter values.
+
+    Runs the model through `torch.func.functional_call` with the given values
+    in place of its parameters and with copies of its buffers, so that a
+    look-ahead leaves the model, its batch-norm statistics included, as it was.
+    """
+
+    def __init__(self, step: TrainingStep, batch: Batch, meta: Batch) -> None:
+        named = [(n, p) for n, p in step.model.named_parameters() if p.requires_grad]
+        self._names = [n for n, _ in named]
+        self.parameters = [p for _, p in named]
+        self.learning_rate = float(step.optimizer.param_groups[0]["lr"])
+        self._step = step
+        self._batches = {"train": batch, "meta": meta}
+
+    def losses(
+        self, values: Sequence[torch.Tensor], batch: Literal["train", "meta"]
+    ) -> torch.Tensor:
+        data = self._batches[batch]
+        model = self._step.model
+        state: dict[str, torch.Tensor] = {n: b.clone() for n, b in model.named_buffers()}
+        state.update(zip(self._names, values, strict=True))
+        _, outputs = torch.func.functional_call(model, state, (data["image"],))
+        return torch.stack(self._step.task_losses(outputs, data))
 
 
 class _Captured:

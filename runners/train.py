@@ -33,6 +33,7 @@ from runners.protocol_checks import (
     model_from_spec,
     protocol_problems,
 )
+from runners.splits import subset, validation_split
 from runners.step import TrainingStep, peak_memory, reset_peak_memory
 from runners.weighting import WEIGHTINGS, Weighting
 from runners.weighting.base import FORMERLY_SEEDED, METHOD_SEED
@@ -200,10 +201,18 @@ def train(
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     weighting = weighting.to(device)
     if parallel is not None:
+        if weighting.meta_split is not None:
+            raise ValueError(
+                f"{spec['weighting']['name']} learns its task weights from each worker's meta"
+                " batches: it cannot train data-parallel (resources.workers must be 1)"
+            )
         parallel.prepare(model)
     if train_data is None:
         train_data = benchmark.load("train", protocol)
+    train_data, meta_data = meta_part(train_data, weighting, benchmark, protocol)
     train_data = {k: v.to(device) for k, v in train_data.items()}
+    if meta_data is not None:
+        meta_data = {k: v.to(device) for k, v in meta_data.items()}
     tasks = benchmark.tasks
 
     curves: list[CurvePoint] = []
@@ -242,13 +251,17 @@ def train(
                 raise TimeLimitExceeded(float(time_limit_s or 0.0))
             batch = {k: v[index] for k, v in train_data.items()}
             samples = [{k: v[i.to(device)] for k, v in train_data.items()} for i in extra]
+            meta = None
+            if meta_data is not None:
+                drawn = meta_index(meta_data, len(index), seed, epoch, step).to(device)
+                meta = {k: v[drawn] for k, v in meta_data.items()}
             if protocol.augmentation:
                 # On the device, with the job's generator: a run repeats.
                 batch = benchmark.augment(batch, generator)
                 if samples:
                     drawing = extra_generator(seed, epoch, step, "augmentation")
                     samples = [benchmark.augment(sample, drawing) for sample in samples]
-            losses, weights = train_step(batch, samples)
+            losses, weights = train_step(batch, samples, meta)
             loss_sum += losses
             weight_sum += weights
         if parallel is not None:
@@ -367,6 +380,37 @@ def extra_indices(
         return []
     generator = extra_generator(seed, epoch, step)
     return [torch.randperm(n_train, generator=generator)[:batch_size] for _ in range(count)]
+
+
+def meta_part(
+    train_data: Batch, weighting: Weighting, benchmark: Benchmark, protocol: Protocol
+) -> tuple[Batch, Batch | None]:
+    """(what the model trains on, where a bilevel method's meta batches come from).
+
+    `meta_split` "validation": the protocol's validation part of `train_data`
+    (`validation_split`, the part tuning scores on; of a tuning trial's
+    train data, the part of it that the trial's own validation part is not), which the model
+    does not train on; "train": the train data itself; None: no meta batches.
+    """
+    if weighting.meta_split is None:
+        return train_data, None
+    if weighting.meta_split == "train":
+        return train_data, train_data
+    fit, validation = validation_split(
+        train_data["image"].shape[0], protocol.validation_fraction, benchmark.name, protocol.version
+    )
+    return subset(train_data, fit), subset(train_data, validation)
+
+
+def meta_index(meta_data: Batch, size: int, seed: int, epoch: int, step: int) -> torch.Tensor:
+    """The examples of one step's meta batch: `size` drawn without replacement.
+
+    By a generator seeded by (seed, epoch, step) alone, as `extra_indices`:
+    the protocol's data order stays every method's, and a resumed run draws
+    the same meta batches.
+    """
+    generator = extra_generator(seed, epoch, step, "meta")
+    return torch.randperm(meta_data["image"].shape[0], generator=generator)[:size]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +38,7 @@ from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.jobs import JobOutcome
 from runners.protocol_checks import SECTIONS
+from runners.splits import subset, validation_split
 from runners.train import train
 
 # Key of a job's spec that carries the values it was trained with (see `with_values`).
@@ -80,34 +80,6 @@ class Tuning:
     validation_size: int
 
 
-def validation_split(
-    n: int, fraction: float, benchmark: str, version: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(fit indices, validation indices) of a train split of `n` items, each sorted.
-
-    The validation part is the first round(n * fraction) items (at least 1, at
-    most n - 1) of a permutation seeded by the benchmark and protocol version,
-    so every method, trial and machine gets the same split, and a new protocol
-    version may carve a new one.
-    """
-    if n < 2:
-        raise ValueError(f"a train split of {n} item(s) cannot spare a validation part")
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {fraction}")
-    size = min(n - 1, max(1, round(n * fraction)))
-    digest = hashlib.sha256(f"{benchmark}:v{version}:validation".encode()).digest()
-    order = np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(n)
-    return np.sort(order[size:]), np.sort(order[:size])
-
-
-def _subset(data: Batch, index: np.ndarray) -> Batch:
-    chosen = torch.from_numpy(index)
-    out = {name: tensor[chosen].contiguous() for name, tensor in data.items()}
-    # The training loop's fast layout (docs/design.md: channels_last).
-    out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
-    return out
-
-
 def tuning_data(benchmark: Benchmark, protocol: Protocol) -> tuple[Batch, Batch]:
     """(train split less its validation part, the validation part); loads the train split only."""
     train_split = benchmark.load("train", protocol)
@@ -117,7 +89,7 @@ def tuning_data(benchmark: Benchmark, protocol: Protocol) -> tuple[Batch, Batch]
         benchmark.name,
         protocol.version,
     )
-    return _subset(train_split, fit), _subset(train_split, validation)
+    return subset(train_split, fit), subset(train_split, validation)
 
 
 def with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,16 +27,47 @@ or at one layer only) and implement `Weighting.backward` themselves.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+from typing import Protocol as Interface
 
 import torch
 from torch import nn
 
 from runners.registry import Registry
+
+
+class LookAhead(Interface):
+    """The model as a function of its parameters: what a bilevel method needs of a step.
+
+    A bilevel method (`runners.weighting.bilevel`) learns its task weights by
+    looking ahead: it evaluates the task losses at parameter values other
+    than the model's (theta - lr * g), on the step's training batch or on a
+    meta batch (`Weighting.meta_split`), without changing the model.
+    """
+
+    @property
+    def parameters(self) -> list[nn.Parameter]:
+        """Every trainable parameter of the model (shared and task-specific), in a fixed order."""
+        ...
+
+    @property
+    def learning_rate(self) -> float:
+        """The model optimiser's current learning rate (its first parameter group's)."""
+        ...
+
+    def losses(
+        self, values: Sequence[torch.Tensor], batch: Literal["train", "meta"]
+    ) -> torch.Tensor:
+        """(T,) task losses with `parameters` replaced by `values` (same order and shapes).
+
+        "train": the step's own batch; "meta": the step's meta batch.  The
+        model's buffers (batch-norm statistics) are left as they were.
+        """
+        ...
 
 
 @dataclass
@@ -58,6 +89,10 @@ class StepGraph:
     # with `Weighting.samples_per_step` > 1 (the training loop draws them); empty
     # otherwise.  Same parameters, other data.
     samples: tuple[StepGraph, ...] = ()
+    # For a method with a `meta_split` (a bilevel method): the model as a function of
+    # its parameters, on the step's batch and its meta batch (`TrainingStep` builds it).
+    # None otherwise, and outside the training loop.
+    look_ahead: LookAhead | None = None
 
     @cached_property
     def losses(self) -> torch.Tensor:
@@ -83,6 +118,11 @@ class Weighting(nn.Module, abc.ABC):
     # loop (`runners.train.extra_batches`).  More than 1 for methods that estimate
     # a product of expectations without bias by double sampling (SDMGrad, MoDo).
     samples_per_step: ClassVar[int] = 1
+    # Where a bilevel method's meta batches come from (None: the method takes none):
+    # "validation", the protocol's validation part of the train split, which the model
+    # then does not train on (`runners.splits.validation_split`); "train", the train
+    # split itself, in another order.  The training loop draws one meta batch per step.
+    meta_split: Literal["validation", "train"] | None = None
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
