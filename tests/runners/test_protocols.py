@@ -107,4 +107,8 @@ def test_synthetic_scenes_v1_trains_as_it_did_before_v2() -> None:
     }
     metrics = train(spec, seed=0).metrics
     for task, values in before.items():
-        assert metrics[task] == pytest.approx(values, rel=1e-6), task
+        # Not bit for bit: float kernels differ between CPUs (on an AMD EPYC depth's
+        # abs_err read 3.58561, 1.1e-4 off, and 20 of 65,536 pixels crossed a normal's
+        # 22.5-degree threshold), while a changed model or initialisation moves the
+        # metrics by far more than 1e-3.
+        assert metrics[task] == pytest.approx(values, rel=1e-3, abs=1e-3), task
