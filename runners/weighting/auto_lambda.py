@@ -45,13 +45,10 @@ class AutoLambda(Bilevel):
         outer_lr: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-4,
         meta_split: MetaSplit = "validation",
     ) -> None:
-        super().__init__(
-            num_tasks,
-            torch.full((num_tasks,), float(initial)),
-            outer_lr=outer_lr,
-            meta_split=meta_split,
-        )
+        super().__init__(num_tasks, torch.full((num_tasks,), float(initial)))
         self.initial = initial
+        self.outer_lr = outer_lr
+        self.meta_split = meta_split
 
     def task_weights(self, meta: torch.Tensor) -> torch.Tensor:
         return meta

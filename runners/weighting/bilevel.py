@@ -40,13 +40,12 @@ class Bilevel(Weighting):
     """Task weights from a vector `_meta` (the upper level's variable), moved by its own Adam."""
 
     _meta: torch.Tensor
+    # Set by each method's constructor, in the order of its parameters (its repr's order).
+    outer_lr: float
+    meta_split: MetaSplit
 
-    def __init__(
-        self, num_tasks: int, initial: torch.Tensor, *, outer_lr: float, meta_split: MetaSplit
-    ) -> None:
+    def __init__(self, num_tasks: int, initial: torch.Tensor) -> None:
         super().__init__(num_tasks)
-        self.outer_lr = outer_lr
-        self.meta_split = meta_split
         # A buffer, not a Parameter: the model's optimiser must not step it.
         self.register_buffer("_meta", initial)
         self._optimizer: torch.optim.Adam | None = None

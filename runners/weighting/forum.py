@@ -89,15 +89,12 @@ class FORUM(Bilevel):
         outer_lr: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3,
         meta_split: MetaSplit = "validation",
     ) -> None:
-        super().__init__(
-            num_tasks,
-            torch.full((num_tasks,), 1.0 / num_tasks),
-            outer_lr=outer_lr,
-            meta_split=meta_split,
-        )
+        super().__init__(num_tasks, torch.full((num_tasks,), 1.0 / num_tasks))
         self.phi = phi
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
+        self.outer_lr = outer_lr
+        self.meta_split = meta_split
         self._lambda = torch.zeros(num_tasks, dtype=torch.float64)
         self._epoch = 0
 

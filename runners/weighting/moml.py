@@ -43,13 +43,10 @@ class MOML(Bilevel):
         outer_lr: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3,
         meta_split: MetaSplit = "validation",
     ) -> None:
-        super().__init__(
-            num_tasks,
-            torch.full((num_tasks,), 1.0 / num_tasks),
-            outer_lr=outer_lr,
-            meta_split=meta_split,
-        )
+        super().__init__(num_tasks, torch.full((num_tasks,), 1.0 / num_tasks))
         self.inner_lr = inner_lr
+        self.outer_lr = outer_lr
+        self.meta_split = meta_split
 
     def task_weights(self, meta: torch.Tensor) -> torch.Tensor:
         return torch.softmax(meta, dim=0)

@@ -82,6 +82,7 @@ def graph_safe_methods() -> list[str]:
 
 
 ZOO_II_EAGER = ("scale-invariant", "stch", "imtl-full", "excess-mtl", "moco", "sdmgrad", "modo")
+BILEVEL = ("auto-lambda", "moml", "forum")
 
 
 def test_graph_plans_on_cuda() -> None:
@@ -113,7 +114,10 @@ def test_graph_plans_on_cuda() -> None:
     assert plan("equal", "sgd") == "eager"  # SGD reads its learning rate on the host
     assert plan("equal", data_parallel=True) == "eager"
     assert plan("pcgrad", device=torch.device("cpu")) == "eager"
-    eager = ["rlw", "graddrop", "db-mtl", "mgda-ub", "gradnorm", "famo", *ZOO_II_EAGER]
+    # A bilevel method's look-ahead steps on a meta batch.
+    for name in BILEVEL:
+        assert plan(name) == "eager", name
+    eager = ["rlw", "graddrop", "db-mtl", "mgda-ub", "gradnorm", "famo", *ZOO_II_EAGER, *BILEVEL]
     # Every method is classified above.
     assert sorted([*graph_safe_methods(), *gram_methods(), *eager]) == sorted(WEIGHTINGS.names())
 
