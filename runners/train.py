@@ -27,6 +27,7 @@ from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.models import BackboneChoice, MultiTaskModel
 from runners.models.base import paired_initialisation
+from runners.multi_input import TaskBatches, evaluation_batches, one_image
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.protocol_checks import (
     checked_parameters,
@@ -217,31 +218,51 @@ def train(
         resumed_from_epoch = int(state["epoch"])
         spent_before = float(state.get("elapsed_s", 0.0))
     deadline = None if time_limit_s is None else started + time_limit_s - spent_before
-    n_train = train_data["image"].shape[0]
     # The protocol may set the batch size per backbone (NYUv2: SegNet 2, ResNet-50 8).
     batch_size = protocol.batch_size_for(model.backbone.name)
-    steps = math.ceil(n_train / batch_size)
+    # Multi-input: each task draws its own batch of its own data (`runners.multi_input`).
+    per_task = TaskBatches.of(train_data, tasks, batch_size) if benchmark.multi_input else None
+    n_train = 0 if per_task else train_data["image"].shape[0]
+    steps = per_task.steps if per_task else math.ceil(n_train / batch_size)
     # Forward, losses, the method's backward, the optimiser: eager, or CUDA graphs (`runners.step`).
-    train_step = TrainingStep(model, weighting, optimizer, tasks, device, parallel=parallel)
+    train_step = TrainingStep(
+        model,
+        weighting,
+        optimizer,
+        tasks,
+        device,
+        parallel=parallel,
+        multi_input=benchmark.multi_input,
+    )
     for epoch in range(first_epoch, protocol.epochs):
         model.train()
-        order = torch.randperm(n_train, generator=generator).to(device)
+        if per_task:
+            streams = per_task.epoch(generator, device)
+        else:
+            order = torch.randperm(n_train, generator=generator).to(device)
         # Sums stay on the device; one host sync per epoch, not per step.
         loss_sum = torch.zeros(len(tasks), device=device)
         weight_sum = torch.zeros(len(tasks), device=device)
         for step in range(steps):
-            index = order[step * batch_size : (step + 1) * batch_size]
-            # A double-sampling method's further batches (none for the others).
-            extra = extra_indices(
-                n_train, weighting.samples_per_step - 1, len(index), seed, epoch, step
-            )
-            if parallel is not None:
-                index = parallel.shard(index)
-                extra = [parallel.shard(i) for i in extra]
             if deadline is not None and time.perf_counter() > deadline:
                 raise TimeLimitExceeded(float(time_limit_s or 0.0))
-            batch = {k: v[index] for k, v in train_data.items()}
-            samples = [{k: v[i.to(device)] for k, v in train_data.items()} for i in extra]
+            if per_task:
+                count = weighting.samples_per_step - 1
+                key = (seed, epoch, step)
+                batch, samples = task_batches(
+                    per_task, train_data, streams, step, count, key, parallel
+                )
+            else:
+                index = order[step * batch_size : (step + 1) * batch_size]
+                # A double-sampling method's further batches (none for the others).
+                extra = extra_indices(
+                    n_train, weighting.samples_per_step - 1, len(index), seed, epoch, step
+                )
+                if parallel is not None:
+                    index = parallel.shard(index)
+                    extra = [parallel.shard(i) for i in extra]
+                batch = {k: v[index] for k, v in train_data.items()}
+                samples = [{k: v[i.to(device)] for k, v in train_data.items()} for i in extra]
             if protocol.augmentation:
                 # On the device, with the job's generator: a run repeats.
                 batch = benchmark.augment(batch, generator)
@@ -285,7 +306,7 @@ def train(
             )
 
     metrics = evaluate(model, benchmark, protocol, device, evaluation_data, batch_size=batch_size)
-    flops = forward_flops(model, train_data["image"][:1])
+    flops = forward_flops(model, one_image(train_data, tasks, multi_input=benchmark.multi_input))
     return RunResult(
         metrics=metrics,
         curves=curves,
@@ -351,6 +372,29 @@ def extra_generator(*key: object) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def task_batches(
+    per_task: TaskBatches,
+    data: Batch,
+    streams: list[torch.Tensor],
+    step: int,
+    count: int,
+    key: tuple[int, int, int],
+    parallel: DataParallel | None,
+) -> tuple[Batch, list[Batch]]:
+    """A multi-input step's batch and a double-sampling method's `count` further ones.
+
+    The further batches are drawn per task by generators keyed by (seed, epoch,
+    step, task) alone, as `extra_indices` draws them for a single-input benchmark.
+    Data-parallel: each worker takes its shard of every task's rows.
+    """
+    index = per_task.indices(streams, step)
+    extra = per_task.extra(count, lambda task: extra_generator(*key, task))
+    if parallel is not None:
+        index = [parallel.shard(i) for i in index]
+        extra = [[parallel.shard(i) for i in sample] for sample in extra]
+    return per_task.batch(data, index), [per_task.batch(data, sample) for sample in extra]
+
+
 def extra_indices(
     n_train: int, count: int, batch_size: int, seed: int, epoch: int, step: int
 ) -> list[torch.Tensor]:
@@ -402,12 +446,14 @@ def evaluate(
         data = benchmark.load("test", protocol)
     data = {k: v.to(device) for k, v in data.items()}
     states = {t.name: t.new_state() for t in benchmark.tasks}
-    n = data["image"].shape[0]
     step = batch_size or protocol.batch_size
-    for start in range(0, n, step):
-        _, outputs = model(data["image"][start : start + step])
-        for t in benchmark.tasks:
-            states[t.name].update(outputs[t.name], data[t.name][start : start + step])
+    # Multi-input: each task's own test images only (`runners.multi_input`).
+    for image, targets in evaluation_batches(
+        data, benchmark.tasks, step, multi_input=benchmark.multi_input
+    ):
+        _, outputs = model(image)
+        for name, target in targets.items():
+            states[name].update(outputs[name], target)
     metrics = {name: state.compute() for name, state in states.items()}
     for task, values in metrics.items():
         for metric, value in values.items():

@@ -38,6 +38,7 @@ from db.tunings import store_tuning, tuning_of
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.jobs import JobOutcome
+from runners.multi_input import image_key, split_size, split_sizes
 from runners.protocol_checks import SECTIONS
 from runners.train import train
 
@@ -109,8 +110,15 @@ def _subset(data: Batch, index: np.ndarray) -> Batch:
 
 
 def tuning_data(benchmark: Benchmark, protocol: Protocol) -> tuple[Batch, Batch]:
-    """(train split less its validation part, the validation part); loads the train split only."""
+    """(train split less its validation part, the validation part); loads the train split only.
+
+    Multi-input: each task's own data is split, each with its own permutation
+    (seeded by the benchmark, the task and the version), so every task keeps
+    the protocol's fraction of its images for validation.
+    """
     train_split = benchmark.load("train", protocol)
+    if benchmark.multi_input:
+        return _task_tuning_data(benchmark, protocol, train_split)
     fit, validation = validation_split(
         train_split["image"].shape[0],
         protocol.validation_fraction,
@@ -118,6 +126,24 @@ def tuning_data(benchmark: Benchmark, protocol: Protocol) -> tuple[Batch, Batch]
         protocol.version,
     )
     return _subset(train_split, fit), _subset(train_split, validation)
+
+
+def _task_tuning_data(
+    benchmark: Benchmark, protocol: Protocol, train_split: Batch
+) -> tuple[Batch, Batch]:
+    fit: Batch = {}
+    validation: Batch = {}
+    for task, n in zip(benchmark.tasks, split_sizes(train_split, benchmark.tasks), strict=True):
+        keys = (image_key(task.name), task.name)
+        own = {key: train_split[key] for key in keys}
+        fit_index, validation_index = validation_split(
+            n, protocol.validation_fraction, f"{benchmark.name}/{task.name}", protocol.version
+        )
+        for part, index in ((fit, fit_index), (validation, validation_index)):
+            chosen = torch.from_numpy(index)
+            part[keys[0]] = own[keys[0]][chosen].contiguous(memory_format=torch.channels_last)
+            part[keys[1]] = own[keys[1]][chosen].contiguous()
+    return fit, validation
 
 
 def with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,7 +324,9 @@ def tune_spec(spec: Mapping[str, Any]) -> Tuning:
     ]
     if any(t.objective is not None and not math.isfinite(t.objective) for t in trials):
         raise TuningError("a trial's objective is not finite")
-    validation_size = int(validation_data["image"].shape[0])
+    validation_size = split_size(
+        validation_data, benchmark.tasks, multi_input=benchmark.multi_input
+    )
     return Tuning(choose(trials), trials, protocol.tuning_trials, validation_size)
 
 
