@@ -5,6 +5,7 @@ from runners.benchmarks import (
     cityscapes,
     nyuv2,
     synthetic_attributes,
+    synthetic_domains,
     synthetic_scenes,
     synthetic_shapes,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "cityscapes",
     "nyuv2",
     "synthetic_attributes",
+    "synthetic_domains",
     "synthetic_scenes",
     "synthetic_shapes",
 ]

@@ -41,6 +41,8 @@ PINNED = {
     ("synthetic-attributes-16", 1): "18b7f085206e6417",
     ("synthetic-attributes-4", 1): "593241141631b388",
     ("synthetic-attributes-mini", 1): "9d31b6e0f4702975",
+    ("synthetic-domains", 1): "b33151790e8344af",
+    ("synthetic-domains-mini", 1): "22581b107150d930",
 }
 
 
