@@ -153,11 +153,7 @@ class TaskBatches:
     def epoch(self, generator: torch.Generator, device: torch.device | str) -> list[torch.Tensor]:
         """Each task's order of rows for one epoch, steps * batch_size long (see the module)."""
         needed = self.steps * self.batch_size
-        streams = []
-        for n in self.sizes:
-            permutations = [torch.randperm(n, generator=generator) for _ in range(-(-needed // n))]
-            streams.append(torch.cat(permutations)[:needed].to(device))
-        return streams
+        return [_cycled(n, needed, generator).to(device) for n in self.sizes]
 
     def indices(self, streams: Sequence[torch.Tensor], step: int) -> list[torch.Tensor]:
         """Each task's rows at `step` of the epoch whose orders are `streams`."""
@@ -167,13 +163,14 @@ class TaskBatches:
     def extra(
         self, count: int, generator_for: Callable[[str], torch.Generator]
     ) -> list[list[torch.Tensor]]:
-        """`count` further batches of a double-sampling method, each task's rows drawn without
-        replacement from its whole data by `generator_for(task)` (the loop's per-step key)."""
+        """`count` further batches of a double-sampling method: each task's `batch_size` rows
+        drawn from its whole data by `generator_for(task)` (the loop's per-step key),
+        without replacement where the task has that many rows."""
         drawn: list[list[torch.Tensor]] = [[] for _ in range(count)]
         for task, n in zip(self.tasks, self.sizes, strict=True):
             generator = generator_for(task.name)
             for sample in drawn:
-                sample.append(torch.randperm(n, generator=generator)[: self.batch_size])
+                sample.append(_cycled(n, self.batch_size, generator))
         return drawn
 
     def batch(self, data: Batch, indices: Sequence[torch.Tensor]) -> Batch:
@@ -185,3 +182,9 @@ class TaskBatches:
         for task, index in zip(self.tasks, chosen, strict=True):
             batch[task.name] = data[task.name][index]
         return batch
+
+
+def _cycled(n: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """`length` rows of n: permutations of range(n) drawn one after another, the last cut short."""
+    permutations = [torch.randperm(n, generator=generator) for _ in range(-(-length // n))]
+    return torch.cat(permutations)[:length]
