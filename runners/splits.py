@@ -12,7 +12,8 @@ import hashlib
 import numpy as np
 import torch
 
-from runners.benchmarks.base import Batch
+from runners.benchmarks.base import Batch, Benchmark, Protocol
+from runners.multi_input import image_key, split_sizes
 
 
 def validation_split(
@@ -41,3 +42,29 @@ def subset(data: Batch, index: np.ndarray) -> Batch:
     # The training loop's fast layout (docs/design.md: channels_last).
     out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
+
+
+def held_out(data: Batch, benchmark: Benchmark, protocol: Protocol) -> tuple[Batch, Batch]:
+    """(`data` less its validation part, the validation part), by `validation_split`.
+
+    Multi-input: each task's own data is split, each with its own permutation
+    (seeded by the benchmark, the task and the version), so every task keeps
+    the protocol's fraction of its images for validation.
+    """
+    if not benchmark.multi_input:
+        fit, validation = validation_split(
+            data["image"].shape[0], protocol.validation_fraction, benchmark.name, protocol.version
+        )
+        return subset(data, fit), subset(data, validation)
+    fit_part: Batch = {}
+    validation_part: Batch = {}
+    for task, n in zip(benchmark.tasks, split_sizes(data, benchmark.tasks), strict=True):
+        images, targets = image_key(task.name), task.name
+        fit, validation = validation_split(
+            n, protocol.validation_fraction, f"{benchmark.name}/{task.name}", protocol.version
+        )
+        for part, index in ((fit_part, fit), (validation_part, validation)):
+            chosen = torch.from_numpy(index)
+            part[images] = data[images][chosen].contiguous(memory_format=torch.channels_last)
+            part[targets] = data[targets][chosen].contiguous()
+    return fit_part, validation_part

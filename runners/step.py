@@ -48,6 +48,7 @@ from torch import nn
 
 from runners.benchmarks.base import Batch
 from runners.models.base import MultiTaskModel
+from runners.multi_input import task_outputs
 from runners.tasks import Task
 from runners.weighting.base import (
     GradientMethod,
@@ -129,7 +130,8 @@ class TrainingStep:
     `graphs`: capture CUDA graphs where the plan allows (default: on CUDA);
     False: always eager.  `batched_jacobian`: how gradient methods push the
     task cotangents through the encoder (`StepGraph.batched_jacobian`; None:
-    the device's default).
+    the device's default).  `multi_input`: each task's loss reads only its own
+    rows of the batch (`runners.multi_input`).
     """
 
     def __init__(
@@ -143,8 +145,10 @@ class TrainingStep:
         parallel: GradientAverager | None = None,
         graphs: bool = True,
         batched_jacobian: bool | None = None,
+        multi_input: bool = False,
     ) -> None:
         self.model, self.weighting, self.optimizer = model, weighting, optimizer
+        self.multi_input = multi_input
         self.tasks = tuple(tasks)
         self.device = torch.device(device)
         self.parallel = parallel
@@ -210,8 +214,13 @@ class TrainingStep:
 
     def task_losses(self, outputs: dict[str, torch.Tensor], batch: Batch) -> list[torch.Tensor]:
         """One training loss per task of the model's `outputs` for `batch`."""
+        # Multi-input: each task's loss reads only its own rows (`runners.multi_input`).
+        seen = task_outputs(outputs, batch, self.tasks, multi_input=self.multi_input)
         # The model adds auxiliary predictions' losses (deep supervision) if it has any.
-        return [self.model.training_loss(t, outputs, batch[t.name]) for t in self.tasks]
+        return [
+            self.model.training_loss(t, own, batch[t.name])
+            for t, own in zip(self.tasks, seen, strict=True)
+        ]
 
     def _capture(self, batch: Batch) -> None:
         """Warm up on a copy of the state, restore it, capture; on failure fall back to eager."""

@@ -27,13 +27,14 @@ from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.models import BackboneChoice, MultiTaskModel
 from runners.models.base import paired_initialisation
+from runners.multi_input import TaskBatches, evaluation_batches, one_image
 from runners.optim import OPTIMIZERS, SCHEDULERS
 from runners.protocol_checks import (
     checked_parameters,
     model_from_spec,
     protocol_problems,
 )
-from runners.splits import subset, validation_split
+from runners.splits import held_out
 from runners.step import TrainingStep, peak_memory, reset_peak_memory
 from runners.weighting import WEIGHTINGS, Weighting
 from runners.weighting.base import FORMERLY_SEEDED, METHOD_SEED
@@ -226,35 +227,54 @@ def train(
         resumed_from_epoch = int(state["epoch"])
         spent_before = float(state.get("elapsed_s", 0.0))
     deadline = None if time_limit_s is None else started + time_limit_s - spent_before
-    n_train = train_data["image"].shape[0]
     # The protocol may set the batch size per backbone (NYUv2: SegNet 2, ResNet-50 8).
     batch_size = protocol.batch_size_for(model.backbone.name)
-    steps = math.ceil(n_train / batch_size)
+    # Multi-input: each task draws its own batch of its own data (`runners.multi_input`).
+    per_task = TaskBatches.of(train_data, tasks, batch_size) if benchmark.multi_input else None
+    n_train = 0 if per_task else train_data["image"].shape[0]
+    steps = per_task.steps if per_task else math.ceil(n_train / batch_size)
     # Forward, losses, the method's backward, the optimiser: eager, or CUDA graphs (`runners.step`).
-    train_step = TrainingStep(model, weighting, optimizer, tasks, device, parallel=parallel)
+    train_step = TrainingStep(
+        model,
+        weighting,
+        optimizer,
+        tasks,
+        device,
+        parallel=parallel,
+        multi_input=benchmark.multi_input,
+    )
     for epoch in range(first_epoch, protocol.epochs):
         model.train()
-        order = torch.randperm(n_train, generator=generator).to(device)
+        if per_task:
+            streams = per_task.epoch(generator, device)
+        else:
+            order = torch.randperm(n_train, generator=generator).to(device)
         # Sums stay on the device; one host sync per epoch, not per step.
         loss_sum = torch.zeros(len(tasks), device=device)
         weight_sum = torch.zeros(len(tasks), device=device)
         for step in range(steps):
-            index = order[step * batch_size : (step + 1) * batch_size]
-            # A double-sampling method's further batches (none for the others).
-            extra = extra_indices(
-                n_train, weighting.samples_per_step - 1, len(index), seed, epoch, step
-            )
-            if parallel is not None:
-                index = parallel.shard(index)
-                extra = [parallel.shard(i) for i in extra]
             if deadline is not None and time.perf_counter() > deadline:
                 raise TimeLimitExceeded(float(time_limit_s or 0.0))
-            batch = {k: v[index] for k, v in train_data.items()}
-            samples = [{k: v[i.to(device)] for k, v in train_data.items()} for i in extra]
+            if per_task:
+                count = weighting.samples_per_step - 1
+                key = (seed, epoch, step)
+                batch, samples = task_batches(
+                    per_task, train_data, streams, step, count, key, parallel
+                )
+            else:
+                index = order[step * batch_size : (step + 1) * batch_size]
+                # A double-sampling method's further batches (none for the others).
+                extra = extra_indices(
+                    n_train, weighting.samples_per_step - 1, len(index), seed, epoch, step
+                )
+                if parallel is not None:
+                    index = parallel.shard(index)
+                    extra = [parallel.shard(i) for i in extra]
+                batch = {k: v[index] for k, v in train_data.items()}
+                samples = [{k: v[i.to(device)] for k, v in train_data.items()} for i in extra]
             meta = None
             if meta_data is not None:
-                drawn = meta_index(meta_data, len(index), seed, epoch, step).to(device)
-                meta = {k: v[drawn] for k, v in meta_data.items()}
+                meta = meta_batch(meta_data, benchmark, batch_size, (seed, epoch, step))
             if protocol.augmentation:
                 # On the device, with the job's generator: a run repeats.
                 batch = benchmark.augment(batch, generator)
@@ -298,7 +318,7 @@ def train(
             )
 
     metrics = evaluate(model, benchmark, protocol, device, evaluation_data, batch_size=batch_size)
-    flops = forward_flops(model, train_data["image"][:1])
+    flops = forward_flops(model, one_image(train_data, tasks, multi_input=benchmark.multi_input))
     return RunResult(
         metrics=metrics,
         curves=curves,
@@ -364,6 +384,29 @@ def extra_generator(*key: object) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def task_batches(
+    per_task: TaskBatches,
+    data: Batch,
+    streams: list[torch.Tensor],
+    step: int,
+    count: int,
+    key: tuple[int, int, int],
+    parallel: DataParallel | None,
+) -> tuple[Batch, list[Batch]]:
+    """A multi-input step's batch and a double-sampling method's `count` further ones.
+
+    The further batches are drawn per task by generators keyed by (seed, epoch,
+    step, task) alone, as `extra_indices` draws them for a single-input benchmark.
+    Data-parallel: each worker takes its shard of every task's rows.
+    """
+    index = per_task.indices(streams, step)
+    extra = per_task.extra(count, lambda task: extra_generator(*key, task))
+    if parallel is not None:
+        index = [parallel.shard(i) for i in index]
+        extra = [[parallel.shard(i) for i in sample] for sample in extra]
+    return per_task.batch(data, index), [per_task.batch(data, sample) for sample in extra]
+
+
 def extra_indices(
     n_train: int, count: int, batch_size: int, seed: int, epoch: int, step: int
 ) -> list[torch.Tensor]:
@@ -388,29 +431,35 @@ def meta_part(
     """(what the model trains on, where a bilevel method's meta batches come from).
 
     `meta_split` "validation": the protocol's validation part of `train_data`
-    (`validation_split`, the part tuning scores on; of a tuning trial's
-    train data, the part of it that the trial's own validation part is not), which the model
-    does not train on; "train": the train data itself; None: no meta batches.
+    (`runners.splits.held_out`: in a job, the part tuning scores on; in a tuning
+    trial, a part of the trial's own train data), which the model does not
+    train on; "train": the train data itself; None: no meta batches.
     """
     if weighting.meta_split is None:
         return train_data, None
     if weighting.meta_split == "train":
         return train_data, train_data
-    fit, validation = validation_split(
-        train_data["image"].shape[0], protocol.validation_fraction, benchmark.name, protocol.version
-    )
-    return subset(train_data, fit), subset(train_data, validation)
+    return held_out(train_data, benchmark, protocol)
 
 
-def meta_index(meta_data: Batch, size: int, seed: int, epoch: int, step: int) -> torch.Tensor:
-    """The examples of one step's meta batch: `size` drawn without replacement.
+def meta_batch(
+    meta_data: Batch, benchmark: Benchmark, batch_size: int, key: tuple[int, int, int]
+) -> Batch:
+    """One step's meta batch: `batch_size` examples drawn without replacement (per task on a
+    multi-input benchmark).
 
-    By a generator seeded by (seed, epoch, step) alone, as `extra_indices`:
+    By a generator seeded by `key` = (seed, epoch, step) alone, as `extra_indices`:
     the protocol's data order stays every method's, and a resumed run draws
     the same meta batches.
     """
-    generator = extra_generator(seed, epoch, step, "meta")
-    return torch.randperm(meta_data["image"].shape[0], generator=generator)[:size]
+    if benchmark.multi_input:
+        per_task = TaskBatches.of(meta_data, benchmark.tasks, batch_size)
+        [drawn] = per_task.extra(1, lambda task: extra_generator(*key, "meta", task))
+        return per_task.batch(meta_data, drawn)
+    generator = extra_generator(*key, "meta")
+    index = torch.randperm(meta_data["image"].shape[0], generator=generator)[:batch_size]
+    index = index.to(meta_data["image"].device)
+    return {k: v[index] for k, v in meta_data.items()}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -446,12 +495,14 @@ def evaluate(
         data = benchmark.load("test", protocol)
     data = {k: v.to(device) for k, v in data.items()}
     states = {t.name: t.new_state() for t in benchmark.tasks}
-    n = data["image"].shape[0]
     step = batch_size or protocol.batch_size
-    for start in range(0, n, step):
-        _, outputs = model(data["image"][start : start + step])
-        for t in benchmark.tasks:
-            states[t.name].update(outputs[t.name], data[t.name][start : start + step])
+    # Multi-input: each task's own test images only (`runners.multi_input`).
+    for image, targets in evaluation_batches(
+        data, benchmark.tasks, step, multi_input=benchmark.multi_input
+    ):
+        _, outputs = model(image)
+        for name, target in targets.items():
+            states[name].update(outputs[name], target)
     metrics = {name: state.compute() for name, state in states.items()}
     for task, values in metrics.items():
         for metric, value in values.items():

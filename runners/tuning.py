@@ -37,8 +37,9 @@ from db.tunings import store_tuning, tuning_of
 from runners.benchmarks import BENCHMARKS, Benchmark, Protocol
 from runners.benchmarks.base import Batch
 from runners.jobs import JobOutcome
+from runners.multi_input import split_size
 from runners.protocol_checks import SECTIONS
-from runners.splits import subset, validation_split
+from runners.splits import held_out
 from runners.train import train
 
 # Key of a job's spec that carries the values it was trained with (see `with_values`).
@@ -82,14 +83,7 @@ class Tuning:
 
 def tuning_data(benchmark: Benchmark, protocol: Protocol) -> tuple[Batch, Batch]:
     """(train split less its validation part, the validation part); loads the train split only."""
-    train_split = benchmark.load("train", protocol)
-    fit, validation = validation_split(
-        train_split["image"].shape[0],
-        protocol.validation_fraction,
-        benchmark.name,
-        protocol.version,
-    )
-    return subset(train_split, fit), subset(train_split, validation)
+    return held_out(benchmark.load("train", protocol), benchmark, protocol)
 
 
 def with_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,7 +264,9 @@ def tune_spec(spec: Mapping[str, Any]) -> Tuning:
     ]
     if any(t.objective is not None and not math.isfinite(t.objective) for t in trials):
         raise TuningError("a trial's objective is not finite")
-    validation_size = int(validation_data["image"].shape[0])
+    validation_size = split_size(
+        validation_data, benchmark.tasks, multi_input=benchmark.multi_input
+    )
     return Tuning(choose(trials), trials, protocol.tuning_trials, validation_size)
 
 

@@ -4,7 +4,9 @@ from runners.benchmarks import (
     celeba,
     cityscapes,
     nyuv2,
+    office,
     synthetic_attributes,
+    synthetic_domains,
     synthetic_scenes,
     synthetic_shapes,
 )
@@ -18,7 +20,9 @@ __all__ = [
     "celeba",
     "cityscapes",
     "nyuv2",
+    "office",
     "synthetic_attributes",
+    "synthetic_domains",
     "synthetic_scenes",
     "synthetic_shapes",
 ]

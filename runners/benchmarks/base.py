@@ -151,6 +151,12 @@ class Benchmark(abc.ABC):
     description: str
     tasks: tuple[Task, ...]
     protocols: dict[int, Protocol]
+    # Each task has its own images and labels (Office-31's domains); only the encoder is
+    # shared.  A split is then "<task>.image" (N_t, 3, H, W) and "<task>" (N_t, ...) per
+    # task, with no "image" key; the training loop draws each task's batch from its own
+    # data and runs the model once on their concatenation (`runners.multi_input`).
+    # `Protocol.train_size` and `test_size` count the images of every task together.
+    multi_input: bool = False
 
     @property
     def latest_version(self) -> int:
@@ -174,10 +180,17 @@ class Benchmark(abc.ABC):
 
     @abc.abstractmethod
     def load(self, split: str, protocol: Protocol) -> Batch:
-        """The whole split in memory: `image` (N, 3, H, W) float32 and one target per task."""
+        """The whole split in memory: `image` (N, 3, H, W) float32 and one target per task.
+
+        Multi-input (`multi_input`): `<task>.image` (N_t, 3, H, W) and `<task>` (N_t, ...)
+        per task, no `image`.
+        """
 
     def augment(self, batch: Batch, generator: torch.Generator) -> Batch:
         """A training batch, augmented; the loop calls it when `Protocol.augmentation` is set.
+
+        Multi-input: the step's batch, every task's rows concatenated in `image`
+        and each task's own targets (`runners.multi_input.task_rows`).
 
         Runs on the batch's device; every random choice comes from `generator`
         (the job's), so that a run repeats.

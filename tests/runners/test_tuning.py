@@ -20,6 +20,7 @@ from runners import tuning
 from runners.benchmarks import BENCHMARKS
 from runners.benchmarks.synthetic_scenes import SyntheticScenes
 from runners.dispatch import Dispatch, JobReport, RunSummary, WorkItem, run_jobs, with_chosen
+from runners.splits import validation_split
 from runners.train import train
 from runners.tuning import Trial, TuningError
 from submissions.submit import check_file, store
@@ -42,20 +43,20 @@ search:
 
 
 def test_the_validation_split_is_disjoint_deterministic_and_sized() -> None:
-    fit, validation = tuning.validation_split(64, 0.2, "synthetic-scenes-mini", 1)
+    fit, validation = validation_split(64, 0.2, "synthetic-scenes-mini", 1)
     assert len(validation) == 13 and len(fit) == 51  # round(64 * 0.2) = 13
     assert set(fit).isdisjoint(validation)
     assert sorted([*fit, *validation]) == list(range(64))
-    again = tuning.validation_split(64, 0.2, "synthetic-scenes-mini", 1)
+    again = validation_split(64, 0.2, "synthetic-scenes-mini", 1)
     assert np.array_equal(again[0], fit) and np.array_equal(again[1], validation)
     # Another protocol version (or benchmark) may carve another split.
-    other = tuning.validation_split(64, 0.2, "synthetic-scenes-mini", 2)
+    other = validation_split(64, 0.2, "synthetic-scenes-mini", 2)
     assert not np.array_equal(other[1], validation)
-    assert len(tuning.validation_split(1024, 0.2, "synthetic-scenes", 1)[1]) == 205
-    assert [len(p) for p in tuning.validation_split(10, 0.01, "b", 1)] == [9, 1]
-    assert [len(p) for p in tuning.validation_split(10, 0.99, "b", 1)] == [1, 9]
+    assert len(validation_split(1024, 0.2, "synthetic-scenes", 1)[1]) == 205
+    assert [len(p) for p in validation_split(10, 0.01, "b", 1)] == [9, 1]
+    assert [len(p) for p in validation_split(10, 0.99, "b", 1)] == [1, 9]
     with pytest.raises(ValueError, match="validation_fraction must be in"):
-        tuning.validation_split(64, 1.0, "b", 1)
+        validation_split(64, 1.0, "b", 1)
 
 
 def test_tuning_data_reads_the_train_split_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +71,7 @@ def test_tuning_data_reads_the_train_split_only(monkeypatch: pytest.MonkeyPatch)
     fit, validation = tuning.tuning_data(MINI, PROTOCOL)
     assert asked == ["train"]
     whole = MINI.load("train", PROTOCOL)
-    fit_index, validation_index = tuning.validation_split(64, 0.2, MINI.name, 1)
+    fit_index, validation_index = validation_split(64, 0.2, MINI.name, 1)
     for name, tensor in whole.items():
         assert torch.equal(fit[name], tensor[torch.from_numpy(fit_index)])
         assert torch.equal(validation[name], tensor[torch.from_numpy(validation_index)])
