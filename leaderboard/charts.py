@@ -113,6 +113,8 @@ def timeline_figure(frame: pd.DataFrame, higher_is_better: bool) -> go.Figure:
         error_y=CI,
         color=ROLE,
         color_discrete_map=ROLE_COLOURS,
+        # The legend in a fixed order, not in the order the results happened to land.
+        category_orders={ROLE: ["baseline", "method"]},
         hover_name=NAME,
         labels={DELTA_M: _delta_label(higher_is_better), LAST_RESULT: "results landed"},
     )
