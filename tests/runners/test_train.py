@@ -21,7 +21,7 @@ from runners.models import ARCHITECTURES, MultiTaskModel
 from runners.models.base import BackboneChoice
 from runners.protocol_checks import model_from_spec, parameter_count
 from runners.train import Diverged, train
-from runners.weighting import WEIGHTINGS
+from runners.weighting import WEIGHTINGS, LossWeighting
 from submissions.spec import validate
 
 MINI = BENCHMARKS.get("synthetic-scenes-mini")
@@ -49,15 +49,22 @@ def accepted(architecture: str, weighting: str) -> bool:
 # A few methods of each family: loss weighting, learnt weights, gradient surgery, a method on z.
 FAMILY_WEIGHTINGS = ("equal", "uncertainty", "pcgrad", "mgda-ub")
 # Every method with the architectures that span what a method is given (the baseline; a
-# shared representation z; no z, so gradients w.r.t. the shared parameters); every other
-# architecture with the family subset.  The full product grows as architectures x methods
-# and alone would outgrow the suite's time budget.
-EVERY_METHOD = ("single-task", "hard-sharing", "mtan")
+# shared representation z; no z, so gradients w.r.t. the shared parameters: every method
+# but those that only weight the losses, whose one backward pass never looks at z); every
+# other architecture with the family subset.  The full product grows as architectures x
+# methods and alone would outgrow the suite's time budget.
+EVERY_METHOD = ("single-task", "hard-sharing")
+WITHOUT_Z = "mtan"
 COMBINATIONS = [
     (a, w)
     for a in ARCHITECTURES
     for w in WEIGHTINGS
-    if (a in EVERY_METHOD or w in FAMILY_WEIGHTINGS) and accepted(a, w)
+    if (
+        a in EVERY_METHOD
+        or w in FAMILY_WEIGHTINGS
+        or (a == WITHOUT_Z and not issubclass(WEIGHTINGS.get(w), LossWeighting))
+    )
+    and accepted(a, w)
 ]
 # Image-level tasks of mixed type: every architecture with the family subset.
 SHAPES_WEIGHTINGS = FAMILY_WEIGHTINGS
