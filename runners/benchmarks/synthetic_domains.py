@@ -142,7 +142,10 @@ PROTOCOL_V1 = Protocol(
     # photo 1024, sketch 512, infrared 256 train images; 256 test images each.
     train_size=1792,
     test_size=768,
-    epochs=10,
+    # 10 epochs left every model far from converged (seed 0, hard sharing + equal: accuracy
+    # photo 0.51, sketch 0.66, infrared 0.29, chance 0.25; single-task 0.65, 0.85, 0.35),
+    # and the ranking tied within +-14 points of Δm; at 30, 0.76, 0.77, 0.47.
+    epochs=30,
     batch_size=32,
     seeds=(0, 1, 2),
     backbones=("small-cnn",),
@@ -155,7 +158,7 @@ PROTOCOL_V1 = Protocol(
     time_limit_s=30 * 60.0,
     description=(
         "32x32, three domains (photo 1024, sketch 512, infrared 256 train images; 256 test"
-        " each), 4 shape classes, a batch of 32 per domain, 10 epochs of 32 steps, 3 seeds."
+        " each), 4 shape classes, a batch of 32 per domain, 30 epochs of 32 steps, 3 seeds."
     ),
 )
 

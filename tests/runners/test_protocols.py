@@ -41,7 +41,7 @@ PINNED = {
     ("synthetic-attributes-16", 1): "18b7f085206e6417",
     ("synthetic-attributes-4", 1): "593241141631b388",
     ("synthetic-attributes-mini", 1): "9d31b6e0f4702975",
-    ("synthetic-domains", 1): "b33151790e8344af",
+    ("synthetic-domains", 1): "6ac902889a763b4f",
     ("synthetic-domains-mini", 1): "22581b107150d930",
     ("office-31", 1): "423a9f47689f1329",
     ("office-home", 1): "d81c3db95497ba48",
