@@ -44,8 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +51,7 @@ import numpy as np
 import torch
 
 from runners.benchmarks.base import BENCHMARKS, Batch, Benchmark, Protocol, Resources
-from runners.benchmarks.npy_layout import DatasetError, cache_root
+from runners.benchmarks.npy_layout import DatasetError, cache_root, write_image_cache
 from runners.paths import data_root
 from runners.tasks import Classification
 
@@ -214,41 +212,11 @@ def load_split(root: Path, split: str, count: int, size: int) -> dict[str, np.nd
         raise DatasetError(f"celeba: {missing}: file not found (listed in {PARTITION_FILE})")
     directory = cache_root() / "celeba" / f"{split}-{size}px-{stamp(root, files, size)}"
     if not directory.is_dir():
-        write_cache(directory, files, listing.labels[chosen], size)
+        write_image_cache(directory, f"{split}-", files, listing.labels[chosen], size, read_image)
     return {
         key: np.load(directory / f"{key}.npy", mmap_mode="c", allow_pickle=False)
         for key in ("image", "labels")
     }
-
-
-def write_cache(directory: Path, files: list[Path], labels: np.ndarray, size: int) -> None:
-    """Decode and check every image into a temporary folder, then rename it into place.
-
-    Through a memory map (the split never needs to fit in memory); the rename
-    makes the cache appear whole or not at all.  Older caches of the split go.
-    """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    split = directory.name.split("-")[0]
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{split}-tmp-"))
-    try:
-        out = np.lib.format.open_memmap(
-            tmp / "image.npy", mode="w+", dtype=np.float32, shape=(len(files), size, size, 3)
-        )
-        for i, path in enumerate(files):
-            out[i] = read_image(path, size)
-        out.flush()
-        del out
-        np.save(tmp / "labels.npy", labels)
-        try:
-            tmp.rename(directory)
-        except OSError:
-            if not directory.is_dir():  # not another job's identical cache that won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in directory.parent.glob(f"{split}-*"):
-        if old != directory and not old.name.startswith("."):
-            shutil.rmtree(old, ignore_errors=True)
 
 
 class CelebA(Benchmark):

@@ -27,7 +27,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -214,9 +215,7 @@ def write_cache(
     concurrent jobs never read a partial one.  Caches of older versions of the
     same split (other stamps) are removed.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{split}-tmp-"))
-    try:
+    with cache_folder(directory, f"{split}-") as tmp:
         for field in layout.fields:
             dtype = np.int64 if field.kind == "label" else np.float32
             out = np.lib.format.open_memmap(
@@ -230,6 +229,17 @@ def write_cache(
                 out[i] = read_file(folder / f"{i}.npy", layout, field, field.shape(*shape))
             out.flush()
             del out
+
+
+@contextmanager
+def cache_folder(directory: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder beside `directory` to write a cache into, renamed into place on
+    success: the cache appears whole or not at all, so concurrent jobs never read a partial
+    one.  Then older caches of the same data (other stamps: names `prefix*`) go."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{prefix}tmp-"))
+    try:
+        yield tmp
         try:
             tmp.rename(directory)
         except OSError:
@@ -237,9 +247,31 @@ def write_cache(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for old in directory.parent.glob(f"{split}-*"):
+    for old in directory.parent.glob(f"{prefix}*"):
         if old != directory and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
+
+
+def write_image_cache(
+    directory: Path,
+    prefix: str,
+    files: Sequence[Path],
+    labels: np.ndarray,
+    size: int,
+    read_image: Callable[[Path, int], np.ndarray],
+) -> None:
+    """Decode and check every image (`read_image`) into `image.npy`, (N, size, size, 3)
+    float32 through a memory map (the split never needs to fit in memory), and `labels`
+    into `labels.npy`, in a `cache_folder`."""
+    with cache_folder(directory, prefix) as tmp:
+        out = np.lib.format.open_memmap(
+            tmp / "image.npy", mode="w+", dtype=np.float32, shape=(len(files), size, size, 3)
+        )
+        for i, path in enumerate(files):
+            out[i] = read_image(path, size)
+        out.flush()
+        del out
+        np.save(tmp / "labels.npy", labels)
 
 
 def to_batch(arrays: dict[str, np.ndarray], layout: Layout) -> Batch:

@@ -38,8 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,7 @@ import numpy as np
 import torch
 
 from runners.benchmarks.base import BENCHMARKS, Batch, Benchmark, Protocol, Resources
-from runners.benchmarks.npy_layout import DatasetError, cache_root
+from runners.benchmarks.npy_layout import DatasetError, cache_root, write_image_cache
 from runners.multi_input import image_key
 from runners.paths import data_root
 from runners.tasks import Classification
@@ -195,38 +193,11 @@ class Office(Benchmark):
         directory = cache_root() / self.name / f"{prefix}{size}px-{digest.hexdigest()[:24]}"
         if not directory.is_dir():
             labels = np.asarray([label for _, label in entries], dtype=np.int64)
-            self.write_cache(directory, prefix, files, labels, size)
+            write_image_cache(directory, prefix, files, labels, size, self.read_image)
         return {
             key: np.load(directory / f"{key}.npy", mmap_mode="c", allow_pickle=False)
             for key in ("image", "labels")
         }
-
-    def write_cache(
-        self, directory: Path, prefix: str, files: list[Path], labels: np.ndarray, size: int
-    ) -> None:
-        """Decode every image into a temporary folder, then rename it into place (whole or not at
-        all); older caches of the same domain and split go."""
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{prefix}tmp-"))
-        try:
-            out = np.lib.format.open_memmap(
-                tmp / "image.npy", mode="w+", dtype=np.float32, shape=(len(files), size, size, 3)
-            )
-            for i, file in enumerate(files):
-                out[i] = self.read_image(file, size)
-            out.flush()
-            del out
-            np.save(tmp / "labels.npy", labels)
-            try:
-                tmp.rename(directory)
-            except OSError:
-                if not directory.is_dir():  # not another job's identical cache that won the race
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for old in directory.parent.glob(f"{prefix}*"):
-            if old != directory:
-                shutil.rmtree(old, ignore_errors=True)
 
     def read_image(self, path: Path, size: int) -> np.ndarray:
         """(size, size, 3) float32: the image resized whole, in [0, 1], ImageNet-normalised."""
